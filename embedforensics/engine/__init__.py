@@ -1,0 +1,1 @@
+"""The embedding engine: batching, caching and (later) distributed execution."""

@@ -1,0 +1,1 @@
+"""Embedding models: resolution of model ids, bundled offline models, embedders."""

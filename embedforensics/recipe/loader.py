@@ -1,0 +1,307 @@
+"""Load a recipe: safe YAML, ``include:`` resolution, ``--set`` overrides, validation.
+
+Precedence, lowest to highest: schema defaults < included files (in order) < the recipe
+file < command-line overrides. Mappings merge key by key; lists and scalars replace. Every
+override is logged at INFO level, and every key remembers the file that set it, so an error
+in an included file names that file rather than the top-level recipe.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from embedforensics.errors import UserError, did_you_mean
+from embedforensics.recipe.schema import ModelSpec, OutputSpec, Recipe, SourceSpec, WhereClause
+
+log = logging.getLogger(__name__)
+
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class LoadedRecipe:
+    """A validated recipe plus where each key came from and the overrides applied."""
+
+    def __init__(self, recipe: Recipe, path: Path | None, origins: dict[str, str],
+                 overrides: list[str], raw: dict[str, Any]):
+        self.recipe = recipe
+        self.path = path
+        self.origins = origins
+        self.overrides = overrides
+        self.raw = raw
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def file_of(self, key: str) -> str:
+        """The file that set ``key`` (or its nearest parent), for error messages."""
+        return _origin(self.origins, key, str(self.path) if self.path else "<recipe>")
+
+
+def _read_yaml(path: Path, key: str | None = None, parent: str | None = None) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"recipe file '{path}' does not exist.", file=parent, key=key)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"is not valid UTF-8 text (byte {exc.start}).", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"malformed YAML{where}: {problem}.", file=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"a recipe must be a YAML mapping of keys to values; found a {type(data).__name__}.",
+            file=str(path),
+        )
+    return data
+
+
+def _merge(base: dict, top: dict, origins: dict[str, str], file: str, prefix: str = "") -> dict:
+    """Merge ``top`` over ``base``: mappings recurse, everything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, file, path)
+        else:
+            out[key] = copy.deepcopy(value)
+            for k in [k for k in origins if k == path or k.startswith(path + ".")
+                      or k.startswith(path + "[")]:
+                del origins[k]
+            _record_origins(value, path, origins, file)
+    return out
+
+
+def _record_origins(value: Any, path: str, origins: dict[str, str], file: str) -> None:
+    origins[path] = file
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _record_origins(v, f"{path}.{k}", origins, file)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _record_origins(v, f"{path}[{i}]", origins, file)
+
+
+def _resolve_includes(path: Path, origins: dict[str, str], stack: tuple[Path, ...] = ()
+                      ) -> dict[str, Any]:
+    """Read ``path`` and everything it includes (depth first), detecting cycles."""
+    path = path.resolve()
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise UserError(f"include cycle: {chain}.", file=str(stack[-1]), key="include")
+    data = _read_yaml(path, parent=str(stack[-1]) if stack else None,
+                      key="include" if stack else None)
+    includes = data.pop("include", [])
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise UserError("'include' must be a file name or a list of file names.",
+                        file=str(path), key="include")
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        inc_path = (path.parent / inc)
+        if not inc_path.is_file():
+            raise UserError(f"included file '{inc}' does not exist (looked in {path.parent}).",
+                            file=str(path), key="include")
+        merged = _merge(merged, _resolve_includes(inc_path, origins, (*stack, path)),
+                        origins, str(inc_path.resolve()))
+    return _merge(merged, data, origins, str(path))
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """Parse ``key.path[0].sub=value``; the value is read as a YAML scalar or flow value."""
+    if "=" not in text:
+        raise UserError(f"--set '{text}' must look like key.path=value.")
+    key, _, raw_value = text.partition("=")
+    parts: list[str | int] = []
+    pos = 0
+    key = key.strip()
+    for match in _KEY_PART.finditer(key):
+        if match.start() != pos and key[pos:match.start()] not in (".",):
+            raise UserError(f"--set '{text}': cannot read the key path '{key}'.")
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    # a.0.b is accepted as a[0].b
+    parts = [int(p) if isinstance(p, str) and p.isdigit() else p for p in parts]
+    if not parts:
+        raise UserError(f"--set '{text}': empty key path.")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError:
+        value = raw_value
+    return parts, value
+
+
+def _format_path(parts: list[str | int] | tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any, text: str) -> None:
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                size = len(node) if isinstance(node, list) else 0
+                raise UserError(
+                    f"--set '{text}': {_format_path(parts[:i + 1])} does not exist "
+                    f"(the list has {size} items)."
+                )
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise UserError(f"--set '{text}': {_format_path(parts[:i])} is not a mapping.")
+            if part not in node or node[part] is None:
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise UserError(f"--set '{text}': {_format_path(parts)} does not exist.")
+        node[last] = value
+    else:
+        if not isinstance(node, dict):
+            raise UserError(f"--set '{text}': {_format_path(parts[:-1])} is not a mapping.")
+        node[last] = value
+
+
+_FIELDS_BY_LOC: dict[str, type] = {
+    "": Recipe, "model": ModelSpec, "output": OutputSpec, "sources": SourceSpec,
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys at a location, for did-you-mean on unknown keys."""
+    named = [p for p in loc[:-1] if isinstance(p, str)]
+    if named[-1:] == ["where"] or (len(named) >= 2 and named[-2] == "where"):
+        return [f.alias or n for n, f in WhereClause.model_fields.items()]
+    model = _FIELDS_BY_LOC.get(named[-1] if named else "", Recipe)
+    return [f.alias or n for n, f in model.model_fields.items()] + (
+        ["include"] if model is Recipe else [])
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    found = error.get("input")
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        return f"unknown key '{name}'{did_you_mean(name, _allowed_keys(loc))}"
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}; found {found!r}"
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if found is not None and not isinstance(found, (dict, list)):
+        return f"{msg[0].lower() + msg[1:]}; found {found!r}"
+    return msg[0].lower() + msg[1:]
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch names (e.g. 'WhereClause', 'str') from a location."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (
+        p[:1].isupper() or p in {"str", "int", "float", "bool", "none", "list[str]",
+                                 "dict[str,union[str,list[str]]]", "function-after"}
+        or p.startswith(("list[", "dict[", "literal[")))))
+
+
+def _validation_error(exc: ValidationError, origins: dict[str, str], default_file: str
+                      ) -> UserError:
+    lines = []
+    seen = set()
+    for err in exc.errors():
+        loc = _clean_loc(err["loc"])
+        key = _format_path(loc) or "<top level>"
+        line = f"{key}: {_describe({**err, 'loc': loc})}"
+        if line in seen:
+            continue
+        seen.add(line)
+        file = _origin(origins, key, default_file)
+        lines.append(f"{file}: {line}.")
+    message = lines[0] if len(lines) == 1 else (
+        f"{len(lines)} problems in the recipe:\n  " + "\n  ".join(lines))
+    return UserError(message)
+
+
+def _origin(origins: dict[str, str], key: str, default: str) -> str:
+    probe = key
+    while True:
+        if probe in origins:
+            return origins[probe]
+        shorter = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
+        if shorter == probe or not shorter:
+            return origins.get(shorter, default)
+        probe = shorter
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                data: dict[str, Any] | None = None, check: bool = True) -> LoadedRecipe:
+    """Read, merge, override and validate a recipe.
+
+    Give a YAML ``path`` or an already-parsed ``data`` mapping. ``overrides`` are
+    ``key.path=value`` strings (the CLI's ``--set``). With ``check`` (the default) the
+    registered names, probe parameters and local files are checked too (no model loaded).
+    """
+    origins: dict[str, str] = {}
+    recipe_path = Path(path).resolve() if path is not None else None
+    default_file = str(recipe_path) if recipe_path else "<recipe>"
+    if recipe_path is not None:
+        merged = _resolve_includes(recipe_path, origins)
+    elif data is not None:
+        merged = copy.deepcopy(data)
+        _record_origins(merged, "", origins, default_file)
+        origins = {k.lstrip("."): v for k, v in origins.items()}
+    else:
+        raise ValueError("give a recipe path or data")
+    applied = []
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        old = _get(merged, parts)
+        _apply_override(merged, parts, value, text)
+        where = _format_path(parts)
+        origins[where] = "--set"
+        log.info("override %s: %r -> %r (--set)", where, old, value)
+        applied.append(f"{where}={value!r}")
+    try:
+        recipe = Recipe.model_validate(merged)
+    except ValidationError as exc:
+        raise _validation_error(exc, origins, default_file) from None
+    loaded = LoadedRecipe(recipe, recipe_path, origins, applied, merged)
+    if check:
+        from embedforensics.recipe.checks import check_recipe
+
+        check_recipe(loaded)
+    return loaded
+
+
+def _get(data: Any, parts: list[str | int]) -> Any:
+    node = data
+    for part in parts:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (what ``validate`` prints and provenance records)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True, exclude_none=True),
+                          sort_keys=False, allow_unicode=True)

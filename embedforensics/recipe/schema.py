@@ -1,0 +1,185 @@
+"""The recipe schema: what a YAML recipe may contain, validated with pydantic.
+
+Every model forbids unknown keys, so a typo is an error (with a did-you-mean produced by
+:mod:`embedforensics.recipe.loader`), never silently ignored. Component names (models,
+source types, probes) are checked against :mod:`embedforensics.registry`; probe parameters
+are checked by the probe classes themselves, so the recipe and the Python API share one
+set of rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RECIPE_VERSION = 1
+
+Scalar = str | int | float | bool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    """The embedding model and how its outputs become one vector per record."""
+
+    id: str = Field(
+        description="'bundled:NAME', a Hugging Face model id, or a local directory "
+        "(as in from_pretrained)."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    pooling: Literal["mean", "cls", "pooler", "last_token"] = "mean"
+    normalize: bool = Field(True, description="L2-normalise each embedding.")
+    prefix: str = Field("", description="Text prepended to every input, e.g. 'query: ' for e5.")
+    max_length: int | None = Field(
+        None, ge=1, description="Truncate inputs to this many tokens (default: model limit)."
+    )
+    batch_size: int = Field(32, ge=1)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
+    trust_remote_code: bool = False
+
+
+class WhereClause(_Strict):
+    """A condition on one column: equality or one comparison operator per key."""
+
+    eq: Scalar = None
+    ne: Scalar = None
+    in_: list[Scalar] | None = Field(None, alias="in")
+    not_in: list[Scalar] | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    contains: str | None = None
+    min_length: int | None = Field(None, ge=0, description="Minimum string length (chars).")
+    max_length: int | None = Field(None, ge=0, description="Maximum string length (chars).")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+SourceType = Literal["datasets", "files", "package", "inline"]
+
+
+class SourceSpec(_Strict):
+    """One data source. Several sources may share a label.
+
+    The type is inferred when omitted: ``texts`` → inline, ``package`` → package, a ``path``
+    that names a local file or folder → files, anything else → datasets (a hub id or a
+    builder name such as ``csv`` with ``data_files``).
+    """
+
+    id: str | None = Field(None, description="Name of this source in reports and record ids.")
+    label: str
+    type: SourceType | None = None
+    # datasets.load_dataset arguments
+    path: str | None = None
+    name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments for load_dataset."
+    )
+    # files inside an installed Python package
+    package: str | None = None
+    # inline
+    texts: list[str] | None = None
+    # columns and selection
+    text_column: str = "text"
+    id_column: str | None = None
+    where: dict[str, Scalar | WhereClause] = Field(default_factory=dict)
+    drop_empty: bool = Field(True, description="Drop empty/whitespace-only texts (counted).")
+    limit: int | None = Field(None, ge=1, description="Keep the first N rows.")
+    sample: int | None = Field(None, ge=1, description="Keep a seeded random sample of N rows.")
+
+    @model_validator(mode="after")
+    def _infer_type(self) -> SourceSpec:
+        given = [k for k in ("texts", "package", "path") if getattr(self, k) is not None]
+        if self.type is None:
+            if self.texts is not None:
+                inferred = "inline"
+            elif self.package is not None:
+                inferred = "package"
+            elif self.path is not None:
+                inferred = "datasets"  # refined to 'files' by the loader once paths resolve
+            else:
+                raise ValueError("a source needs one of 'path', 'package' or 'texts'")
+            object.__setattr__(self, "type", inferred)
+        if self.type == "inline" and self.texts is None:
+            raise ValueError("an inline source needs 'texts'")
+        if self.type == "package" and (self.package is None or self.data_files is None):
+            raise ValueError("a package source needs 'package' and 'data_files'")
+        if self.type in ("datasets", "files") and self.path is None and self.data_files is None:
+            raise ValueError(f"a {self.type} source needs 'path' or 'data_files'")
+        if self.texts is not None and len(given) > 1:
+            raise ValueError("give either 'texts' or a dataset ('path'/'package'), not both")
+        return self
+
+
+class ProbeSpec(BaseModel):
+    """A probe by registered name, with its keyword parameters beside the name."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OutputSpec(_Strict):
+    dir: str | None = Field(None, description="Where reports go (default runs/<name>).")
+    cache_dir: str | None = Field(
+        None, description="Embedding cache (default $EMBEDFORENSICS_CACHE or "
+        "~/.cache/embedforensics)."
+    )
+    cache: bool = True
+
+
+class Recipe(_Strict):
+    """A whole study: one model, labelled sources, the probes to run, where output goes."""
+
+    version: Literal[1] = RECIPE_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    confounds: list[str] = Field(
+        default_factory=list,
+        description="Known differences between sources besides the one under study; "
+        "shown in the report next to the results.",
+    )
+    seed: int = 0
+    model: ModelSpec
+    sources: list[SourceSpec] = Field(min_length=1)
+    probes: list[ProbeSpec] = Field(default_factory=list)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("probes", mode="before")
+    @classmethod
+    def _probe_shorthand(cls, value: Any) -> Any:
+        """Allow ``- pca`` as shorthand for ``- name: pca``."""
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _source_ids(self) -> Recipe:
+        seen: dict[str, int] = {}
+        for i, source in enumerate(self.sources):
+            if source.id is None:
+                base = source.label
+                count = sum(1 for s in self.sources if s.label == base)
+                object.__setattr__(source, "id", base if count == 1 else f"{base}-{i}")
+            if source.id in seen:
+                raise ValueError(
+                    f"sources[{i}].id '{source.id}' repeats sources[{seen[source.id]}].id; "
+                    "source ids must be unique"
+                )
+            seen[source.id] = i
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({s.label for s in self.sources})

@@ -1,0 +1,76 @@
+"""Records: the plain data object every source produces.
+
+A source turns one recipe entry into a :class:`SourceData`: texts with stable ids (either
+the dataset's own id column or ``<source id>:<row number in the loaded split>``, so a
+result can always point back at the row), the label, selected metadata columns, counts of
+what was filtered, and a content fingerprint used by the cache and in provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def text_fingerprint(texts: list[str]) -> str:
+    """sha256 over the texts, each length-prefixed so concatenations cannot collide."""
+    h = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+@dataclass
+class SourceData:
+    """The rows of one source after filtering and sampling, in a stable order."""
+
+    source_id: str
+    label: str
+    ids: list[str]
+    texts: list[str]
+    meta: dict[str, list[Any]] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fingerprint = text_fingerprint(self.texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Records:
+    """All sources of a recipe concatenated: the input to the embedding engine."""
+
+    sources: list[SourceData]
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for s in self.sources for i in s.ids]
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for s in self.sources for t in s.texts]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.sources for _ in s.texts], dtype=object)
+
+    @property
+    def source_ids(self) -> np.ndarray:
+        return np.array([s.source_id for s in self.sources for _ in s.texts], dtype=object)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def counts_by_label(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.sources:
+            counts[s.label] = counts.get(s.label, 0) + len(s)
+        return dict(sorted(counts.items()))

@@ -1,0 +1,353 @@
+"""Sources read through Hugging Face ``datasets``: hub ids, local files, package data.
+
+All three go through ``datasets.load_dataset`` so local json/csv/parquet/text files get
+exactly the parsing a Hugging Face user expects. Path resolution happens in
+:func:`resolve_files`, shared by ``validate`` (which checks files and, where cheap, columns
+without loading anything) and by loading.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import glob
+import gzip
+import importlib.util
+import io
+import json
+import logging
+import lzma
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedforensics.errors import UserError, did_you_mean
+from embedforensics.recipe.schema import SourceSpec, WhereClause
+from embedforensics.sources.base import SourceData
+
+log = logging.getLogger(__name__)
+
+_COMPRESSION = {".gz", ".bz2", ".xz", ".zst"}
+_BUILDERS = {
+    ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
+    ".txt": "text", ".md": "text", ".text": "text", ".arrow": "arrow",
+}
+_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+_META_MAX_COLUMNS = 20
+
+
+@dataclass
+class ResolvedSource:
+    """Where a source's data is and which ``load_dataset`` call reads it."""
+
+    builder: str  # a hub id or a packaged builder name
+    data_files: list[str] | dict[str, Any] | None
+    kwargs: dict[str, Any]
+    local_files: list[Path]
+    description: str
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def package_dir(package: str, *, file: str | None, key: str) -> Path:
+    """The install folder of an importable package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"Python package '{package}' is not installed; install it with "
+            f"'pip install {package.replace('_', '-')}'.", file=file, key=key)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _expand(patterns: list[str], base: Path, *, file: str | None, key: str) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        full = Path(pattern).expanduser()
+        full = full if full.is_absolute() else base / full
+        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        matches = [m for m in matches if m.is_file()] or ([full] if full.is_dir() else [])
+        if not matches:
+            raise UserError(f"no file matches '{pattern}' (looked in {base}).", file=file, key=key)
+        found.extend(matches)
+    return found
+
+
+def resolve_files(spec: SourceSpec, base_dir: Path, *, file: str | None, key: str
+                  ) -> ResolvedSource:
+    """Work out the ``load_dataset`` call for a source and check its local files exist."""
+    kwargs = dict(spec.options)
+    if spec.type == "package" or (spec.type in ("datasets", "files") and _is_local(spec, base_dir)):
+        if spec.type == "package":
+            base = package_dir(str(spec.package), file=file, key=f"{key}.package")
+            where = f"package '{spec.package}'"
+        else:
+            base = base_dir
+            where = "local files"
+        patterns = _patterns(spec)
+        files = _expand(patterns, base, file=file,
+                        key=f"{key}.data_files" if spec.data_files is not None else f"{key}.path")
+        if len(files) == 1 and files[0].is_dir():
+            return ResolvedSource("imagefolder", None, {"data_dir": str(files[0]), **kwargs},
+                                  [], f"image folder {files[0]}")
+        builder = spec.path if spec.path and not _looks_like_path(spec.path, base) else None
+        if builder is None:
+            kinds = {_BUILDERS.get(_suffix(f)) for f in files}
+            if None in kinds:
+                bad = next(f for f in files if _BUILDERS.get(_suffix(f)) is None)
+                raise UserError(
+                    f"cannot tell the format of '{bad.name}' from its extension; give "
+                    f"'path: csv|json|parquet|text' explicitly.", file=file, key=key)
+            if len(kinds) > 1:
+                raise UserError(f"mixes file formats ({', '.join(sorted(kinds))}); use one "
+                                "source per format.", file=file, key=key)
+            builder = kinds.pop()
+            if builder == "csv" and all(_suffix(f) == ".tsv" for f in files):
+                kwargs.setdefault("sep", "\t")
+        return ResolvedSource(builder, [str(f) for f in files], kwargs, files,
+                              f"{where}: {', '.join(str(f) for f in files[:3])}"
+                              + (f" (+{len(files) - 3} more)" if len(files) > 3 else ""))
+    return ResolvedSource(spec.path or "", spec.data_files, kwargs, [],
+                          f"dataset '{spec.path}'" + (f" ({spec.name})" if spec.name else ""))
+
+
+def _patterns(spec: SourceSpec) -> list[str]:
+    if spec.data_files is None:
+        return [spec.path or ""]
+    if isinstance(spec.data_files, str):
+        return [spec.data_files]
+    if isinstance(spec.data_files, list):
+        return list(spec.data_files)
+    out: list[str] = []
+    for value in spec.data_files.values():
+        out.extend([value] if isinstance(value, str) else value)
+    return out
+
+
+def _looks_like_path(text: str, base: Path) -> bool:
+    return (text.startswith((".", "/", "~")) or Path(text).suffix.lower() in _BUILDERS
+            or (base / text).exists())
+
+
+def _is_local(spec: SourceSpec, base_dir: Path) -> bool:
+    if spec.type == "files":
+        return True
+    if spec.path and _looks_like_path(spec.path, base_dir):
+        return True
+    # a builder name such as 'csv' with local data_files
+    return spec.path in set(_BUILDERS.values()) | {"imagefolder"} and spec.data_files is not None
+
+
+def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] | None:
+    """Column names of a local file read cheaply (header or first record), or None."""
+    try:
+        if builder == "text":
+            return ["text"]
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(
+            path.suffix.lower(), open)
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+            if builder == "csv":
+                header = fh.readline()
+                return next(csv.reader(io.StringIO(header), delimiter=kwargs.get("sep", ",")))
+            if builder == "json":
+                first = fh.read(1 << 20).lstrip()
+                if first.startswith("["):
+                    return None
+                record = json.loads(first.splitlines()[0])
+                field = kwargs.get("field")
+                return list(record) if isinstance(record, dict) and not field else None
+    except Exception:  # noqa: BLE001 - a peek is best effort; loading reports real errors
+        return None
+    return None
+
+
+def check_columns(columns: list[str], spec: SourceSpec, *, file: str | None, key: str,
+                  where_from: str) -> None:
+    """Raise a UserError naming the first column the recipe uses that is missing."""
+    wanted = [("text_column", spec.text_column)]
+    if spec.id_column:
+        wanted.append(("id_column", spec.id_column))
+    wanted += [(f"where.{c}", c) for c in spec.where]
+    for name, column in wanted:
+        if column not in columns:
+            raise UserError(
+                f"column '{column}' not found in {where_from}{did_you_mean(column, columns)}; "
+                f"columns: {', '.join(columns)}.", file=file, key=f"{key}.{name}")
+
+
+def _find_undecodable(files: list[Path]) -> tuple[Path, int] | None:
+    for f in files:
+        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(
+            f.suffix.lower(), open)
+        offset = 0
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        with opener(f, "rb") as fh:  # type: ignore[operator]
+            while chunk := fh.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    return f, offset + exc.start
+                offset += len(chunk)
+    return None
+
+
+def _load(resolved: ResolvedSource, spec: SourceSpec, *, file: str | None, key: str):
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    call: dict[str, Any] = dict(resolved.kwargs)
+    if resolved.data_files is not None:
+        call["data_files"] = resolved.data_files
+    if spec.name:
+        call["name"] = spec.name
+    if spec.revision:
+        call["revision"] = spec.revision
+    try:
+        return datasets.load_dataset(resolved.builder, split=spec.split, **call)
+    except Exception as exc:  # noqa: BLE001 - translated into one sentence below
+        chain, cause = [], exc
+        while cause is not None and len(chain) < 10:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(isinstance(c, UnicodeDecodeError) for c in chain):
+            bad = _find_undecodable(resolved.local_files)
+            where = f"'{bad[0]}' has bytes that are not UTF-8 (at byte {bad[1]})" if bad else \
+                "the data has bytes that are not UTF-8"
+            raise UserError(
+                f"{where}; fix the file or set options.encoding / "
+                "options.encoding_errors: replace.", file=file, key=key) from None
+        if isinstance(exc, ValueError) and "Unknown split" in str(exc):
+            raise UserError(f"{exc}".split("\n")[0], file=file, key=f"{key}.split") from None
+        if not resolved.local_files:
+            raise UserError(
+                f"could not load {resolved.description}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}. Hub datasets need network "
+                "access or a copy in the Hugging Face cache (HF_DATASETS_OFFLINE=1 uses it).",
+                file=file, key=f"{key}.path") from None
+        raise UserError(
+            f"could not read {resolved.description}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}.", file=file, key=key) from None
+
+
+def _mask_for(values: list[Any], clause: Any) -> np.ndarray:
+    """Boolean mask for one column under a ``where`` clause (a scalar means equality)."""
+    if not isinstance(clause, WhereClause):
+        return np.array([v == clause for v in values], dtype=bool)
+    mask = np.ones(len(values), dtype=bool)
+    checks = {
+        "eq": lambda v, a: v == a, "ne": lambda v, a: v != a,
+        "in_": lambda v, a: v in a, "not_in": lambda v, a: v not in a,
+        "gt": lambda v, a: v is not None and v > a, "ge": lambda v, a: v is not None and v >= a,
+        "lt": lambda v, a: v is not None and v < a, "le": lambda v, a: v is not None and v <= a,
+        "contains": lambda v, a: isinstance(v, str) and a in v,
+        "min_length": lambda v, a: isinstance(v, str) and len(v) >= a,
+        "max_length": lambda v, a: isinstance(v, str) and len(v) <= a,
+    }
+    for name in clause.model_fields_set:
+        arg = getattr(clause, name)
+        test = checks[name]
+        mask &= np.array([bool(test(v, arg)) for v in values], dtype=bool)
+    return mask
+
+
+def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
+                      file: str | None, key: str, origin: dict[str, Any]) -> SourceData:
+    """Apply column mapping, ``where``, empty-text dropping, ``limit`` and ``sample``."""
+    columns = list(table)
+    check_columns(columns, spec, file=file, key=key, where_from=origin.get("description", ""))
+    texts_all = table[spec.text_column]
+    n_rows = len(texts_all)
+    stats = {"rows_loaded": n_rows}
+    if n_rows == 0:
+        raise UserError(f"the source is empty ({origin.get('description', '')}).",
+                        file=file, key=key)
+    keep = np.ones(n_rows, dtype=bool)
+    for column, clause in spec.where.items():
+        keep &= _mask_for(table[column], clause)
+    stats["removed_by_where"] = int(n_rows - keep.sum())
+    if spec.where and not keep.any():
+        raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
+                        file=file, key=f"{key}.where")
+    non_string = [i for i in np.flatnonzero(keep) if not isinstance(texts_all[i], str)]
+    if non_string:
+        i = int(non_string[0])
+        raise UserError(
+            f"column '{spec.text_column}' must hold text; row {i} holds "
+            f"{type(texts_all[i]).__name__} {texts_all[i]!r}.", file=file, key=f"{key}.text_column")
+    empty = np.array([keep[i] and not texts_all[i].strip() for i in range(n_rows)], dtype=bool)
+    if empty.any() and not spec.drop_empty:
+        i = int(np.flatnonzero(empty)[0])
+        raise UserError(f"row {i} has an empty text (set drop_empty: true to drop such rows).",
+                        file=file, key=f"{key}.text_column")
+    keep &= ~empty
+    stats["removed_empty"] = int(empty.sum())
+    if empty.any():
+        log.warning("%s: %s: dropped %d empty texts", file or "<recipe>", key, int(empty.sum()))
+    if not keep.any():
+        raise UserError("no rows are left after dropping empty texts.", file=file, key=key)
+    rows = np.flatnonzero(keep)
+    if spec.limit is not None:
+        rows = rows[: spec.limit]
+    if spec.sample is not None and spec.sample < len(rows):
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(rows, size=spec.sample, replace=False))
+    stats["rows_kept"] = int(len(rows))
+    if spec.id_column:
+        ids = [str(table[spec.id_column][i]) for i in rows]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise UserError(f"id column '{spec.id_column}' repeats the id '{dup}'.",
+                            file=file, key=f"{key}.id_column")
+    else:
+        ids = [f"{spec.id}:{i}" for i in rows]
+    meta = {}
+    for column in columns:
+        if column in (spec.text_column,) or len(meta) >= _META_MAX_COLUMNS:
+            continue
+        values = [table[column][i] for i in rows]
+        if all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
+            meta[column] = values
+    return SourceData(
+        source_id=str(spec.id), label=spec.label, ids=ids,
+        texts=[texts_all[i] for i in rows], meta=meta, stats=stats, origin=origin)
+
+
+def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | None, key: str
+                   ) -> SourceData:
+    """Load a hub dataset, a builder over data files, local files or package data."""
+    resolved = resolve_files(spec, base_dir, file=file, key=key)
+    ds = _load(resolved, spec, file=file, key=key)
+    if len(ds) == 0:
+        raise UserError(f"the source is empty ({resolved.description}).", file=file, key=key)
+    if spec.text_column not in ds.column_names:
+        check_columns(list(ds.column_names), spec, file=file, key=key,
+                      where_from=resolved.description)
+    table = ds.to_dict()
+    origin = {
+        "description": resolved.description,
+        "builder": resolved.builder,
+        "files": [str(f) for f in resolved.local_files],
+        "split": spec.split,
+        "dataset_fingerprint": getattr(ds, "_fingerprint", None),
+    }
+    return build_source_data(spec, table, seed=seed, file=file, key=key, origin=origin)
+
+
+# The registry names these separately for `ls`; they share one implementation.
+load_file_source = load_hf_source
+load_package_source = load_hf_source
