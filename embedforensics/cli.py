@@ -23,9 +23,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="embedforensics",
         description="Can these data sources be told apart in a foundation model's embedding "
                     "space? Run a YAML recipe and get a report with the evidence.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors, no progress bars")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kwargs):
+        return _add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     def recipe_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("recipe", help="path to a YAML recipe")

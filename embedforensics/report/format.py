@@ -24,6 +24,8 @@ def metric_text(m: MetricOut) -> str:
         extras.append(f"{level}{number(m.ci[0])}–{number(m.ci[1])}")
     if m.std is not None:
         text += f" ± {number(m.std)} sd"
+    if m.range is not None:
+        extras.append(f"range {number(m.range[0])}–{number(m.range[1])}")
     extras.append(f"n={m.n}")
     return f"{text} ({'; '.join(extras)})"
 

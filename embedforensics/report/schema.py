@@ -42,6 +42,7 @@ class MetricOut(BaseModel):
     ci: list[float] | None = None
     ci_level: float | None = None
     std: float | None = None
+    range: list[float] | None = None
     method: str = ""
     description: str = ""
 

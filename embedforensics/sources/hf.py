@@ -101,6 +101,11 @@ def resolve_files(spec: SourceSpec, base_dir: Path, *, file: str | None, key: st
             return ResolvedSource("imagefolder", None, {"data_dir": str(files[0]), **kwargs},
                                   [], f"image folder {files[0]}")
         builder = spec.path if spec.path and not _looks_like_path(spec.path, base) else None
+        inferred = {_BUILDERS.get(_suffix(f)) for f in files} - {None}
+        if builder is not None and inferred and builder not in inferred:
+            raise UserError(
+                f"'path: {builder}' does not match the data files, which look like "
+                f"{', '.join(sorted(inferred))} ({files[0].name}).", file=file, key=f"{key}.path")
         if builder is None:
             kinds = {_BUILDERS.get(_suffix(f)) for f in files}
             if None in kinds:

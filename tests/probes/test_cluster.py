@@ -1,0 +1,90 @@
+"""ClusterProbe: k-means recovers well-separated labels, the permuted null sits at chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedforensics.probes.base import ProbeParameterError
+from embedforensics.probes.cluster import ClusterProbe, purity
+
+
+def blobs(n_per: int | list[int], d: int, shift: float, labels: tuple = ("a", "b", "c"),
+          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One Gaussian per label, label i shifted by ``shift`` along axis i."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.array(labels), n_per)
+    X = rng.normal(size=(len(y), d))
+    X[:, : len(labels)] += shift * np.eye(len(labels))[np.searchsorted(labels, y)]
+    return X.astype(np.float32), y
+
+
+def test_purity_known_value() -> None:
+    labels = np.array(["a", "a", "a", "b", "b", "b"])
+    clusters = np.array([0, 0, 1, 1, 1, 1])
+    assert purity(labels, clusters) == pytest.approx(5 / 6)  # 2 of cluster 0 + 3 of cluster 1
+
+
+def test_well_separated_labels_are_recovered() -> None:
+    X, y = blobs([60, 50, 40], 8, shift=12.0)
+    result = ClusterProbe(n_seeds=4).fit(X, y).result_
+    m = result.metrics
+    assert m["ari"].value == pytest.approx(1.0, abs=1e-9)
+    assert m["nmi"].value == pytest.approx(1.0, abs=1e-9)
+    assert m["purity"].value == 1.0
+    assert m["ari"].std == pytest.approx(0.0, abs=1e-9) and m["ari"].range == (1.0, 1.0)
+    # The null: same clusterings against permuted labels.
+    assert abs(m["ari_null"].value) < 0.05 and m["nmi_null"].value < 0.05
+    assert m["purity_null"].value == pytest.approx(60 / 150, abs=0.08)  # near majority share
+    assert "k=3" in result.summary and "n=150" in result.summary
+    table = result.tables["contingency"]
+    assert table["columns"] == ["label \\ cluster", "cluster 0", "cluster 1", "cluster 2"]
+    counts = np.array([row[1:] for row in table["rows"]])
+    assert [row[0] for row in table["rows"]] == ["a", "b", "c"]
+    assert sorted(counts.max(axis=1).tolist()) == [40, 50, 60]
+    assert counts.sum() == 150 and np.count_nonzero(counts) == 3
+    assert result.plots[0].kind == "matrix" and result.plots[0].data["values"] == counts.tolist()
+    assert len(result.tables["per_seed"]["rows"]) == 4
+    assert result.params["n_clusters"] == 3 and result.params["n_clusters_requested"] is None
+
+
+def test_spread_over_seeds_is_reported() -> None:
+    # Overlapping blobs: k-means initialisations disagree, so the sd is positive.
+    X, y = blobs(60, 4, shift=1.5, seed=2)
+    result = ClusterProbe(n_seeds=6, seed=1).fit(X, y).result_
+    per_seed = np.array([row[2] for row in result.tables["per_seed"]["rows"]])
+    ari = result.metrics["ari"]
+    assert ari.value == pytest.approx(per_seed.mean())
+    assert ari.std == pytest.approx(per_seed.std(ddof=1))
+    assert ari.range == (per_seed.min(), per_seed.max())
+    assert "6 k-means seed(s)" in ari.method
+    best = min(result.tables["per_seed"]["rows"], key=lambda row: row[1])
+    assert result.params["best_run_seed"] == best[0]
+    single = ClusterProbe(n_seeds=1).fit(X, y).result_.metrics["ari"]
+    assert single.std is None and single.range[0] == single.range[1] == single.value
+
+
+def test_identical_distributions_look_like_the_null() -> None:
+    X, y = blobs(40, 5, shift=0.0, labels=("a", "b"), seed=5)
+    m = ClusterProbe(seed=5).fit(X, y).result_.metrics
+    assert abs(m["ari"].value) < 0.05 and abs(m["ari_null"].value) < 0.05
+    assert m["purity"].value < 0.65
+
+
+def test_explicit_n_clusters() -> None:
+    X, y = blobs(30, 4, shift=8.0, labels=("a", "b"))
+    result = ClusterProbe(n_clusters=4, n_seeds=2).fit(X, y).result_
+    assert result.params["n_clusters"] == 4 and result.params["n_clusters_requested"] == 4
+    assert len(result.tables["contingency"]["columns"]) == 5
+    assert result.metrics["purity"].value == 1.0  # splitting a label keeps clusters pure
+
+
+def test_parameter_validation() -> None:
+    X, y = blobs(5, 3, shift=1.0, labels=("a", "b"))
+    with pytest.raises(ProbeParameterError, match=r"'n_clusters' parameter of ClusterProbe must "
+                                                  r"be an int in \[2, inf\) or None\. Got 1"):
+        ClusterProbe(n_clusters=1).fit(X, y)
+    with pytest.raises(ProbeParameterError, match=r"n_clusters is 11 but there are only 10 rows"):
+        ClusterProbe(n_clusters=11).fit(X, y)
+    with pytest.raises(ProbeParameterError, match=r"'n_seeds'.*Got 0 instead"):
+        ClusterProbe(n_seeds=0).fit(X, y)
