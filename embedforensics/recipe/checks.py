@@ -51,7 +51,8 @@ def check_probe(loaded: LoadedRecipe, index: int) -> None:
         probe._check_params()
     except ProbeParameterError as exc:
         bad = next((p for p in spec.params if f"'{p}'" in exc.message), None)
-        raise UserError(exc.message, file=file, key=f"{key}.{bad}" if bad else key) from None
+        where = f"{key}.{bad}" if bad else key
+        raise UserError(exc.message, file=loaded.file_of(where), key=where) from None
     n_labels = len(loaded.recipe.labels)
     if n_labels < cls.min_labels:
         raise UserError(

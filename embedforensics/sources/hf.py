@@ -119,11 +119,19 @@ def resolve_files(spec: SourceSpec, base_dir: Path, *, file: str | None, key: st
             builder = kinds.pop()
             if builder == "csv" and all(_suffix(f) == ".tsv" for f in files):
                 kwargs.setdefault("sep", "\t")
+        shown = [_relative(f, base) for f in files[:3]]
         return ResolvedSource(builder, [str(f) for f in files], kwargs, files,
-                              f"{where}: {', '.join(str(f) for f in files[:3])}"
+                              f"{where}: {', '.join(shown)}"
                               + (f" (+{len(files) - 3} more)" if len(files) > 3 else ""))
     return ResolvedSource(spec.path or "", spec.data_files, kwargs, [],
                           f"dataset '{spec.path}'" + (f" ({spec.name})" if spec.name else ""))
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
 
 
 def _patterns(spec: SourceSpec) -> list[str]:
