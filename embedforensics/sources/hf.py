@@ -161,6 +161,12 @@ def _is_local(spec: SourceSpec, base_dir: Path) -> bool:
     return spec.path in set(_BUILDERS.values()) | {"imagefolder"} and spec.data_files is not None
 
 
+def _open(path: Path, mode: str, **kwargs: Any) -> Any:
+    """Open a file, decompressing .gz/.bz2/.xz transparently."""
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    return opener(path, mode, **kwargs)
+
+
 def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] | None:
     """Column names of a local file read cheaply (header or first record), or None."""
     try:
@@ -170,9 +176,7 @@ def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] 
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(
-            path.suffix.lower(), open)
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+        with _open(path, "rt", encoding="utf-8", errors="replace") as fh:
             if builder == "csv":
                 header = fh.readline()
                 return next(csv.reader(io.StringIO(header), delimiter=kwargs.get("sep", ",")))
@@ -204,11 +208,9 @@ def check_columns(columns: list[str], spec: SourceSpec, *, file: str | None, key
 
 def _find_undecodable(files: list[Path]) -> tuple[Path, int] | None:
     for f in files:
-        opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(
-            f.suffix.lower(), open)
         offset = 0
         decoder = codecs.getincrementaldecoder("utf-8")()
-        with opener(f, "rb") as fh:  # type: ignore[operator]
+        with _open(f, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 try:
                     decoder.decode(chunk)
