@@ -150,6 +150,11 @@ class Probe(BaseEstimator):
         y = np.asarray(y)
         if X.ndim != 2:
             raise ProbeParameterError(f"{type(self).__name__} expects a 2-D array; got {X.ndim}-D.")
+        if X.size and not np.isfinite(X).all():
+            bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+            raise ProbeParameterError(
+                f"{type(self).__name__}: the embeddings contain NaN or infinite values "
+                f"(first at row {bad}); check the model's dtype (float16 can overflow).")
         if len(X) != len(y):
             raise ProbeParameterError(
                 f"{type(self).__name__}: X has {len(X)} rows but y has {len(y)} labels."

@@ -141,3 +141,15 @@ def test_result_shape(name: str) -> None:
         else:  # pragma: no cover - a new kind must be added to the report first
             pytest.fail(f"unknown plot kind {plot.kind}")
         assert plot.title
+
+
+@pytest.mark.parametrize("name", ["pca", "lda", "cluster", "linear"])
+def test_non_finite_embeddings_are_rejected_clearly(name):
+    from embedforensics.probes.base import ProbeParameterError
+    from embedforensics.registry import PROBES
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[7, 1] = np.nan
+    y = np.array(["a", "b"] * 20)
+    with pytest.raises(ProbeParameterError, match="NaN or infinite values .first at row 7"):
+        PROBES.get(name)().fit(X, y)
