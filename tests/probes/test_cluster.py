@@ -7,16 +7,13 @@ import pytest
 
 from embedforensics.probes.base import ProbeParameterError
 from embedforensics.probes.cluster import ClusterProbe, purity
+from tests.probes.data import gaussians
 
 
-def blobs(n_per: int | list[int], d: int, shift: float, labels: tuple = ("a", "b", "c"),
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One Gaussian per label, label i shifted by ``shift`` along axis i."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array(labels), n_per)
-    X = rng.normal(size=(len(y), d))
-    X[:, : len(labels)] += shift * np.eye(len(labels))[np.searchsorted(labels, y)]
-    return X.astype(np.float32), y
+def blobs(n_per, d, shift, labels=("a", "b", "c"), seed=0):
+    """Three labelled Gaussians by default."""
+    return gaussians(n_per, d, shift, labels, seed)
+
 
 
 def test_purity_known_value() -> None:

@@ -10,16 +10,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from embedforensics.probes.base import ProbeParameterError
 from embedforensics.probes.lda import LDAProbe
 from embedforensics.probes.stats import clopper_pearson
-
-
-def gaussians(n_per: int, d: int, shift: float, labels: tuple = ("a", "b"),
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One Gaussian per label, means ``shift`` apart along every axis-aligned direction."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array(labels), n_per)
-    X = rng.normal(size=(len(y), d))
-    X[:, : len(labels)] += shift * np.eye(len(labels))[np.searchsorted(labels, y)]
-    return X.astype(np.float32), y
+from tests.probes.data import gaussians
 
 
 @pytest.mark.parametrize("shrinkage", ["auto", "none"])

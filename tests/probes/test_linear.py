@@ -12,16 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from embedforensics.probes.base import ProbeParameterError
 from embedforensics.probes.linear import LinearProbe
-
-
-def gaussians(n_per: int | list[int], d: int, shift: float, labels: tuple = ("a", "b"),
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One Gaussian per label, label i shifted by ``shift`` along axis i."""
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.array(labels), n_per)
-    X = rng.normal(size=(len(y), d))
-    X[:, : len(labels)] += shift * np.eye(len(labels))[np.searchsorted(labels, y)]
-    return X.astype(np.float32), y
+from tests.probes.data import gaussians
 
 
 def test_well_separated_two_labels() -> None:
