@@ -91,6 +91,10 @@ PROBES.add("cluster", "embedforensics.probes.cluster:ClusterProbe",
 PROBES.add("linear", "embedforensics.probes.linear:LinearProbe",
            "Cross-validated logistic regression: accuracy and AUROC with CIs; confusion matrix.")
 
+PROBES.add("baselines", "embedforensics.probes.baselines:SurfaceBaselineProbe",
+           "Length-only and character n-gram baselines on the same folds as the embedding, "
+           "with a McNemar test: does the model add anything over surface features?")
+
 SOURCES = Registry("sources")
 SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
             "Any Hugging Face dataset by id, or a builder (json, csv, parquet, text, "
