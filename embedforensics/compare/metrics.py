@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+from embedforensics.probes.stats import clopper_pearson as _probe_clopper_pearson
 
 __all__ = [
     "AccuracyResult",
@@ -109,14 +110,15 @@ def _nan_to_none(a: np.ndarray) -> list[float | None]:
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Clopper–Pearson) two-sided interval for a binomial proportion ``k/n``."""
+    """Exact (Clopper–Pearson) two-sided interval for a binomial proportion ``k/n``.
+
+    The same interval the probes report (scipy's exact binomial interval); this wrapper
+    only adds the argument checks of this module.
+    """
     c = _check_confidence(confidence)
     if n < 1 or not (0 <= k <= n):
         raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    g = 1.0 - c
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(g / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1 - g / 2, k + 1, n - k))
-    return lo, hi
+    return _probe_clopper_pearson(k, n, level=c)
 
 
 @dataclass(frozen=True)
