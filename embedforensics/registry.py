@@ -95,6 +95,10 @@ PROBES.add("baselines", "embedforensics.probes.baselines:SurfaceBaselineProbe",
            "Length-only and character n-gram baselines on the same folds as the embedding, "
            "with a McNemar test: does the model add anything over surface features?")
 
+PROBES.add("two_sample", "embedforensics.probes.two_sample:TwoSampleProbe",
+           "MMD, energy-distance and classifier two-sample tests for every pair of labels, "
+           "Benjamini-Hochberg adjusted; N×N matrices.")
+
 SOURCES = Registry("sources")
 SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
             "Any Hugging Face dataset by id, or a builder (json, csv, parquet, text, "
