@@ -90,10 +90,19 @@ class SourceSpec(_Strict):
     # columns and selection
     text_column: str = "text"
     id_column: str | None = None
-    where: dict[str, Scalar | WhereClause] = Field(default_factory=dict)
+    where: dict[str, WhereClause] = Field(
+        default_factory=dict, description="column: value (equality) or column: {op: value}")
     drop_empty: bool = Field(True, description="Drop empty/whitespace-only texts (counted).")
     limit: int | None = Field(None, ge=1, description="Keep the first N rows.")
     sample: int | None = Field(None, ge=1, description="Keep a seeded random sample of N rows.")
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_shorthand(cls, value: Any) -> Any:
+        """``column: value`` means ``column: {eq: value}``."""
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, dict) else {"eq": v} for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _infer_type(self) -> SourceSpec:

@@ -259,10 +259,8 @@ def _load(resolved: ResolvedSource, spec: SourceSpec, *, file: str | None, key: 
             f"{str(exc).splitlines()[0] if str(exc) else ''}.", file=file, key=key) from None
 
 
-def _mask_for(values: list[Any], clause: Any) -> np.ndarray:
-    """Boolean mask for one column under a ``where`` clause (a scalar means equality)."""
-    if not isinstance(clause, WhereClause):
-        return np.array([v == clause for v in values], dtype=bool)
+def _mask_for(values: list[Any], clause: WhereClause) -> np.ndarray:
+    """Boolean mask for one column under a ``where`` clause (all its operators must hold)."""
     mask = np.ones(len(values), dtype=bool)
     checks = {
         "eq": lambda v, a: v == a, "ne": lambda v, a: v != a,
