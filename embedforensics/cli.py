@@ -1,4 +1,4 @@
-"""The ``embedforensics`` command: run | validate | embed | ls | env.
+"""The ``embedforensics`` command: run | validate | embed | heads train | compare | ls | env.
 
 User mistakes are printed as one sentence naming the file and key, with exit code 2;
 ``--debug`` shows the traceback instead. Bugs in embedforensics exit with code 1 and a
@@ -63,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     p_embed.add_argument("--output", "-o", required=True, help="output folder")
     p_embed.add_argument("--no-cache", action="store_true")
 
+    p_heads = sub.add_parser("heads", help="classifier heads on cached embeddings (for "
+                                           "'compare')")
+    heads_sub = p_heads.add_subparsers(dest="heads_command", required=True, metavar="ACTION")
+    p_train = heads_sub.add_parser("train", parents=[common],
+                                   help="train the recipe's heads: groups over their seeds")
+    recipe_args(p_train)
+
+    p_cmp = sub.add_parser("compare", help="compare candidate checkpoints with a reference "
+                                           "ensemble (α̂, accuracy, churn, calibration)")
+    recipe_args(p_cmp)
+    p_cmp.add_argument("--output", "-o", help="output folder (default: compare.dir or "
+                                              "runs/<name>/compare)")
+
     p_ls = sub.add_parser("ls", help="list registered models, sources and probes")
     p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "probes"])
 
@@ -115,6 +128,32 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_heads(args: argparse.Namespace) -> int:
+    from embedforensics.compare.workflow import train_heads
+    from embedforensics.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    dirs = train_heads(loaded, progress=not args.quiet)
+    groups = sorted({d.parent for d in dirs})
+    print(f"Trained or reused {len(dirs)} heads in {len(groups)} groups: "
+          + ", ".join(f"{g} ({sum(d.parent == g for d in dirs)})" for g in groups))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from embedforensics.compare.workflow import run_compare
+    from embedforensics.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    result = run_compare(loaded, output=args.output, progress=not args.quiet)
+    out = result.output_dir
+    for probe in result.results.probes:
+        print(probe.summary)
+    print(f"Report: {out / 'report.html'}")
+    print(f"Also: {out / 'report.md'}, {out / 'results.json'}")
+    return 0
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     from embedforensics.registry import MODELS, PROBES, SOURCES
 
@@ -157,7 +196,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "embed": _cmd_embed, "ls": _cmd_ls,
-             "env": _cmd_env}
+             "env": _cmd_env, "heads": _cmd_heads, "compare": _cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

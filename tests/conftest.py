@@ -26,8 +26,14 @@ def build_tiny_bert(path: Path, *, hidden: int = 32, seed: int = 0) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS,
              *list("abcdefghijklmnopqrstuvwxyz0123456789.,!?<>/'\""),
              *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"]]
+    vocab = list(dict.fromkeys(vocab))  # 'a' is both a word and a letter
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=64)
+    # transformers 5 takes the vocabulary as `vocab`; 4.x reads `vocab_file`
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, model_max_length=64)
+    if len(tokenizer) != len(vocab):
+        tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), model_max_length=64)
+    if len(tokenizer) != len(vocab):
+        raise RuntimeError("could not build the tiny WordPiece tokenizer")
     tokenizer.save_pretrained(path)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2,

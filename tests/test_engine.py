@@ -118,3 +118,12 @@ def test_cache_write_is_atomic(tmp_path):
     array, info = cache.load("ab" * 32, expected_rows=3, text_fingerprint="f")
     assert info == {"x": 1} and array.shape == (3, 2)
     assert cache.load("ab" * 32, expected_rows=4, text_fingerprint="f") is None
+
+
+def test_tiny_tokenizer_knows_its_words(tiny_bert):
+    """Guard for the fixture itself: words must not all collapse to [UNK]."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    ids = tok("the cat sat on the mat", add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(set(ids)) == 5

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from embedforensics.compare.spec import CompareSpec, HeadsSpec
+
 RECIPE_VERSION = 1
 
 Scalar = str | int | float | bool | None
@@ -164,6 +166,8 @@ class Recipe(_Strict):
     sources: list[SourceSpec] = Field(min_length=1)
     probes: list[ProbeSpec] = Field(default_factory=list)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    heads: HeadsSpec | None = None
+    compare: CompareSpec | None = None
 
     @field_validator("probes", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Draw probe plot data (scatter, bar, matrix) as PNG bytes with matplotlib (Agg)."""
+"""Draw probe plot data (scatter, bar, matrix, lines) as PNG bytes with matplotlib (Agg)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,23 @@ def render_plot(plot: dict[str, Any]) -> bytes | None:
                     ax.text(c, r, text, ha="center", va="center", fontsize=8,
                             color="white" if v > 0.6 * vmax else "black")
             fig.colorbar(im, ax=ax, shrink=0.8)
+        elif kind == "lines":
+            # {"series": [{"label", "x", "y", "step", "dashed"?, "marker"?}]}: eCDFs (step)
+            # and reliability diagrams (points joined by lines)
+            for i, series in enumerate(data.get("series", [])):
+                x = np.asarray(series.get("x", []), dtype=float)
+                y = np.asarray(series.get("y", []), dtype=float)
+                style = {"color": _PALETTE[i % len(_PALETTE)], "linewidth": 1.4,
+                         "label": str(series.get("label", "")),
+                         "linestyle": "--" if series.get("dashed") else "-"}
+                if series.get("dashed"):
+                    style["color"] = "#7f7f7f"
+                if series.get("step"):
+                    ax.step(x, y, where="post", **style)
+                else:
+                    ax.plot(x, y, marker="o" if series.get("marker") else None,
+                            markersize=3, **style)
+            ax.legend(loc="best", fontsize=8)
         else:
             return None
         ax.set_title(str(plot.get("title", "")), fontsize=10)

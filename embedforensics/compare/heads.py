@@ -1,0 +1,299 @@
+"""Classifier heads on cached embeddings, and one scoring interface for every checkpoint.
+
+A *head* is a logistic regression (``Linear(d, C)``) or a small MLP
+(``Linear(d, h)–ReLU–Linear(h, C)``) trained with torch on a recipe's embeddings. Training
+is deterministic given the seed: the seed drives a ``torch.Generator`` for the initial
+weights and the minibatch order, and a numpy generator for the label noise and the training
+subsample, so the same recipe and seed give bit-identical weights on the same machine.
+
+A head is saved as ``model.safetensors`` + ``config.json`` (kind, dimensions, classes,
+training settings, seed, fingerprints of the training data and the embedding model).
+:func:`load_scorer` loads either such a folder or a fine-tuned Hugging Face
+``AutoModelForSequenceClassification`` checkpoint (scored on texts with its own tokenizer);
+both return a :class:`Scorer` whose ``logits`` are ``[n, C]`` with columns in the order of
+``scorer.classes``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedforensics.errors import UserError
+
+HEAD_FORMAT = "embedforensics-head-v1"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def file_sha256(*paths: Path) -> str:
+    """sha256 over the bytes of the given files, in order (the model fingerprint)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_head(kind: str, input_dim: int, n_classes: int, hidden: int = 64) -> Any:
+    """An untrained head module (torch ``nn.Sequential``)."""
+    from torch import nn
+
+    if kind == "logistic":
+        return nn.Sequential(nn.Linear(input_dim, n_classes))
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(),
+                             nn.Linear(hidden, n_classes))
+    raise ValueError(f"unknown head kind {kind!r}")
+
+
+def prepare_training_labels(y: np.ndarray, n_classes: int, *, label_noise: float,
+                            train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices to train on (seeded, stratified subsample) and their (noised) labels.
+
+    Label noise replaces the label of a seeded ``label_noise`` fraction of the kept rows by a
+    different class drawn uniformly, so the noise level is exact, not expected.
+    """
+    rng = np.random.default_rng([int(seed), 0x4EAD])
+    keep: list[np.ndarray] = []
+    for c in range(n_classes):
+        rows = np.flatnonzero(y == c)
+        k = max(1, int(round(train_fraction * rows.size))) if rows.size else 0
+        keep.append(np.sort(rng.permutation(rows)[:k]))
+    idx = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+    labels = y[idx].astype(np.int64).copy()
+    n_noisy = int(round(label_noise * idx.size))
+    if n_noisy and n_classes > 1:
+        flip = rng.choice(idx.size, size=n_noisy, replace=False)
+        shift = rng.integers(1, n_classes, size=n_noisy)
+        labels[flip] = (labels[flip] + shift) % n_classes
+    return idx, labels
+
+
+def train_head(X: np.ndarray, y: np.ndarray, n_classes: int, settings: dict[str, Any],
+               seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train one head on embeddings ``X`` with integer labels ``y``; returns (module, info).
+
+    ``settings`` is :meth:`HeadGroupSpec.training_settings` (kind, hidden, optimizer, lr,
+    momentum, epochs, batch_size, weight_decay, label_noise, train_fraction).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    # heads are tiny: one thread is faster than several, and far faster on a busy machine
+    torch.set_num_threads(1)
+    try:
+        return _train_head(X, y, n_classes, settings, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_head(X: np.ndarray, y: np.ndarray, n_classes: int, settings: dict[str, Any],
+                seed: int) -> tuple[Any, dict[str, Any]]:
+    import torch
+    from torch import nn
+
+    idx, labels = prepare_training_labels(
+        y, n_classes, label_noise=settings["label_noise"],
+        train_fraction=settings["train_fraction"], seed=seed)
+    xt = torch.from_numpy(np.ascontiguousarray(X[idx], dtype=np.float32))
+    yt = torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        module = build_head(settings["kind"], X.shape[1], n_classes, settings["hidden"])
+    loss_fn = nn.CrossEntropyLoss()
+    wd = float(settings["weight_decay"])
+    params = list(module.parameters())
+    name = settings["optimizer"]
+    module.train()
+    losses: list[float] = []
+    if name == "lbfgs":
+        opt = torch.optim.LBFGS(params, lr=settings["lr"], max_iter=20,
+                                line_search_fn="strong_wolfe")
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = loss_fn(module(xt), yt)
+            if wd:
+                loss = loss + 0.5 * wd * sum((p ** 2).sum() for p in params)
+            loss.backward()
+            return loss
+
+        for _ in range(settings["epochs"]):
+            losses.append(float(opt.step(closure).detach()))
+    else:
+        if name == "adam":
+            opt = torch.optim.Adam(params, lr=settings["lr"], weight_decay=wd)
+        else:
+            opt = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"],
+                                  weight_decay=wd)
+        bs = int(settings["batch_size"])
+        for _ in range(settings["epochs"]):
+            order = torch.randperm(xt.shape[0], generator=gen)
+            total = 0.0
+            for start in range(0, xt.shape[0], bs):
+                batch = order[start:start + bs]
+                opt.zero_grad()
+                loss = loss_fn(module(xt[batch]), yt[batch])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * batch.numel()
+            losses.append(total / max(1, xt.shape[0]))
+    module.eval()
+    with torch.no_grad():
+        train_acc = float((module(xt).argmax(1) == yt).float().mean()) if len(yt) else 0.0
+    return module, {"n_train": int(idx.size), "final_loss": losses[-1] if losses else None,
+                    "train_accuracy_on_noised_labels": train_acc,
+                    "n_noisy_labels": int(np.count_nonzero(labels != y[idx]))}
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_head(directory: str | Path, module: Any, config: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (each atomically) into ``directory``."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    _atomic_write(out / "model.safetensors",
+                  lambda tmp: save_file(state, tmp, metadata={"format": HEAD_FORMAT}))
+    full = {"format": HEAD_FORMAT, **config}
+    _atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(
+        json.dumps(full, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"))
+    return out
+
+
+@dataclass
+class Scorer:
+    """A loaded model that returns logits ``[n, C]`` (columns in ``classes`` order).
+
+    ``input`` says what it scores: ``"embeddings"`` (a head) or ``"texts"`` (a Hugging Face
+    checkpoint, which tokenizes with its own tokenizer). ``fingerprint`` is the sha256 of its
+    weights and config files, used for the soft-output cache key.
+    """
+
+    path: Path
+    kind: str
+    classes: list[str]
+    fingerprint: str
+    input: str
+    config: dict[str, Any] = field(default_factory=dict)
+    _module: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+    _load: Any = field(default=None, repr=False)
+
+    def logits(self, *, X: np.ndarray | None = None, texts: list[str] | None = None,
+               batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
+        import torch
+
+        if self._module is None and self._load is not None:
+            # loaded on first use, so a cached comparison never loads the weights
+            self._module, self._tokenizer = self._load()
+        with torch.no_grad():
+            if self.input == "embeddings":
+                if X is None:
+                    raise ValueError("a head scores embeddings; pass X")
+                out = self._module(torch.from_numpy(np.ascontiguousarray(X, np.float32)))
+                return out.numpy().astype(np.float32)
+            if texts is None:
+                raise ValueError("a checkpoint scores texts; pass texts")
+            parts = []
+            for start in range(0, len(texts), batch_size):
+                enc = self._tokenizer(texts[start:start + batch_size], padding=True,
+                                      truncation=True, max_length=max_length,
+                                      return_tensors="pt")
+                parts.append(self._module(**enc).logits.float().numpy())
+            if not parts:
+                return np.zeros((0, len(self.classes)), dtype=np.float32)
+            return np.concatenate(parts).astype(np.float32)
+
+
+def load_head(directory: str | Path) -> Scorer:
+    """Load a head saved by :func:`save_head`."""
+    from safetensors.torch import load_file
+
+    path = Path(directory)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    module = build_head(config["kind"], int(config["input_dim"]), len(config["classes"]),
+                        int(config.get("training", {}).get("hidden", 64)))
+    module.load_state_dict(load_file(str(path / "model.safetensors")))
+    module.eval()
+    return Scorer(path, config["kind"], list(config["classes"]),
+                  file_sha256(path / "model.safetensors", path / "config.json"), "embeddings",
+                  config, module)
+
+
+def load_hf_classifier(directory: str | Path) -> Scorer:
+    """Load a fine-tuned ``AutoModelForSequenceClassification`` checkpoint folder.
+
+    Its classes are ``config.id2label`` in id order (the logit columns).
+    """
+    from transformers import AutoConfig
+
+    path = Path(directory)
+    config = AutoConfig.from_pretrained(str(path))  # no weights yet: see Scorer.logits
+    id2label = {int(k): str(v) for k, v in config.id2label.items()}
+    classes = [id2label[i] for i in range(len(id2label))]
+    weights = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
+    fingerprint = file_sha256(*weights, path / "config.json")
+
+    def load() -> tuple[Any, Any]:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"cannot load '{path}' as a sequence-classification checkpoint: "
+                            f"{str(exc).splitlines()[0]}") from None
+        return model.eval(), tokenizer
+
+    return Scorer(path, "hf-sequence-classification", classes, fingerprint, "texts",
+                  {"model_type": config.model_type, "classes": classes}, _load=load)
+
+
+def is_checkpoint(directory: Path) -> bool:
+    """Whether a folder looks like a saved head or a Hugging Face checkpoint."""
+    return directory.is_dir() and (directory / "config.json").is_file()
+
+
+def load_scorer(directory: str | Path, *, file: str | None = None, key: str | None = None
+                ) -> Scorer:
+    """Load a head folder or a Hugging Face classifier checkpoint as a :class:`Scorer`."""
+    path = Path(directory)
+    if not is_checkpoint(path):
+        raise UserError(f"'{path}' is not a checkpoint folder (no config.json).",
+                        file=file, key=key)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read '{path / 'config.json'}': {exc}.", file=file,
+                        key=key) from None
+    if config.get("format") == HEAD_FORMAT:
+        return load_head(path)
+    if not any((path / f).is_file() for f in _WEIGHT_FILES):
+        raise UserError(f"'{path}' has a config.json but no model.safetensors or "
+                        "pytorch_model.bin.", file=file, key=key)
+    try:
+        return load_hf_classifier(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot load '{path}' as a sequence-classification checkpoint: "
+                        f"{str(exc).splitlines()[0]}", file=file, key=key) from None

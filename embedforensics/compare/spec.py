@@ -1,0 +1,124 @@
+"""Recipe sections ``heads:`` (train classifier heads) and ``compare:`` (α̂ study).
+
+``heads:`` trains small classifier heads (logistic regression or a one-hidden-layer MLP) on
+the recipe's cached embeddings, over seeds, optimisers and hyperparameters, so that a study
+of model differences runs on a CPU. ``compare:`` scores a reference ensemble and candidate
+models on one test set and reports α̂ (trimmed KS), accuracy, churn and calibration.
+
+Classes are the recipe's source labels, sorted; a source's ``label`` is its class. Like the
+rest of the recipe, every model here forbids unknown keys so a typo is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HeadGroupSpec(_Strict):
+    """Heads trained the same way with ``seeds`` different seeds (one model per seed).
+
+    Seeds are ``seed_offset, seed_offset + 1, …``; give held-out candidate groups an offset
+    the reference group did not use, so no candidate is a copy of a reference model.
+    """
+
+    name: str = Field(pattern=_NAME, description="Group name; heads go to <dir>/<name>/.")
+    kind: Literal["logistic", "mlp"] = "logistic"
+    hidden: int = Field(64, ge=1, description="Hidden units of the MLP (ignored for logistic).")
+    optimizer: Literal["adam", "sgd", "lbfgs"] = "adam"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    epochs: int = Field(30, ge=1, description="Passes over the data (LBFGS: outer steps).")
+    batch_size: int = Field(64, ge=1, description="Minibatch size (LBFGS: full batch).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty on the weights.")
+    label_noise: float = Field(
+        0.0, ge=0, lt=0.5,
+        description="Fraction of training labels replaced by another class (seeded).")
+    train_fraction: float = Field(
+        1.0, gt=0, le=1, description="Seeded stratified fraction of the training split used.")
+    seeds: int = Field(10, ge=1, description="How many heads (one per seed).")
+    seed_offset: int = Field(0, ge=0, description="First seed.")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed_offset, self.seed_offset + self.seeds))
+
+    def training_settings(self) -> dict[str, object]:
+        """Everything that changes a trained head except the seed and the data."""
+        return self.model_dump(exclude={"name", "seeds", "seed_offset"})
+
+
+class HeadsSpec(_Strict):
+    """Where heads go, how the records are split, and the groups to train."""
+
+    dir: str | None = Field(None, description="Output folder (default runs/<name>/heads).")
+    test_fraction: float = Field(0.3, gt=0, lt=1,
+                                 description="Stratified held-out test fraction.")
+    split_seed: int | None = Field(None, description="Seed of the split (default: seed).")
+    groups: list[HeadGroupSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> HeadsSpec:
+        seen: dict[str, int] = {}
+        for i, group in enumerate(self.groups):
+            if group.name in seen:
+                raise ValueError(f"groups[{i}].name '{group.name}' repeats "
+                                 f"groups[{seen[group.name]}].name; group names must be unique")
+            seen[group.name] = i
+        return self
+
+    def group(self, name: str) -> HeadGroupSpec | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
+ModelRef = str | list[str]
+
+
+class CompareSpec(_Strict):
+    """A reference ensemble, candidate models, and how to compare them.
+
+    A model reference is a ``heads`` group name, or one or more globs of checkpoint folders
+    (saved heads, or fine-tuned ``AutoModelForSequenceClassification`` checkpoints),
+    relative to the recipe.
+    """
+
+    reference: ModelRef = Field(description="Group name or glob(s): the reference ensemble.")
+    candidates: dict[str, ModelRef] = Field(
+        min_length=1, description="Candidate group name → heads group name or glob(s).")
+    soft_output: Literal["auto", "logit", "top2_gap", "true_class_gap"] = Field(
+        "auto", description="Binary: logit (class 1 minus class 0); multi-class: top2_gap "
+        "(top-1 minus runner-up logit) or true_class_gap (true-class logit minus best other). "
+        "auto = logit for two classes, else top2_gap. Never probabilities.")
+    level: float = Field(0.05, gt=0, lt=1, description="Significance level of the KS test.")
+    methods: list[Literal["asymptotic", "bootstrap", "leave-one-out"]] = Field(
+        default_factory=lambda: ["asymptotic", "bootstrap"], min_length=1)
+    n_bootstrap: int = Field(1000, ge=10)
+    test: Literal["split", "all"] = Field(
+        "split", description="split: the heads' held-out test split; all: every record.")
+    ece_bins: int = Field(15, ge=1)
+    batch_size: int = Field(32, ge=1, description="Batch size for checkpoint scoring.")
+    max_length: int | None = Field(None, ge=1,
+                                   description="Token limit for checkpoint scoring.")
+    dir: str | None = Field(None, description="Report folder (default runs/<name>/compare).")
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidate_names(cls, value: dict[str, ModelRef]) -> dict[str, ModelRef]:
+        import re
+
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"candidate name {name!r} must match {_NAME}")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
