@@ -171,3 +171,21 @@ def test_load_from_python_dict(tiny_bert):
     loaded = load_recipe(data={"name": "d", "model": {"id": str(tiny_bert)},
                                "sources": [{"label": "a", "texts": ["x"]}]})
     assert loaded.recipe.name == "d"
+
+
+def test_did_you_mean_reaches_every_section(write_recipe):
+    path = write_recipe({
+        "model": {"id": "x", "normalise": True},
+        "sources": [{"label": "a", "texts": ["x"], "where": {"text": {"min_len": 3}}},
+                    {"label": "b", "texts": ["y"]}],
+        "heads": {"groups": [{"name": "r", "optimiser": "adam"}]},
+        "compare": {"reference": "r", "candidates": {"c": "r"}, "levl": 0.1},
+    })
+    with pytest.raises(UserError) as err:
+        load_recipe(path)
+    text = str(err.value)
+    for key, suggestion in [("model.normalise", "normalize"),
+                            ("sources[0].where.text.min_len", "min_length"),
+                            ("heads.groups[0].optimiser", "optimizer"),
+                            ("compare.levl", "level")]:
+        assert f"{key}: unknown key" in text and f"did you mean '{suggestion}'" in text

@@ -11,14 +11,16 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from embedforensics.errors import UserError, did_you_mean
-from embedforensics.recipe.schema import ModelSpec, OutputSpec, Recipe, SourceSpec, WhereClause
+from embedforensics.recipe.schema import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -179,17 +181,49 @@ def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any, te
         node[last] = value
 
 
-_FIELDS_BY_LOC: dict[str, type] = {
-    "": Recipe, "model": ModelSpec, "output": OutputSpec, "sources": SourceSpec,
-}
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model whose keys are valid at ``loc`` (walking Recipe's annotations)."""
+    current: Any = Recipe
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            continue  # a list index keeps the item type
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None)
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]  # a dict key: go to the value type
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional/unions with None and list[...] down to the model type, if any."""
+    for _ in range(5):
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (list, tuple) and args:
+            annotation = args[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else (args[0] if len(args) == 1 else annotation)
+            if not models:
+                break
+        else:
+            break
+    return annotation
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     """Valid keys at a location, for did-you-mean on unknown keys."""
-    named = [p for p in loc[:-1] if isinstance(p, str)]
-    if named[-1:] == ["where"] or (len(named) >= 2 and named[-2] == "where"):
-        return [f.alias or n for n, f in WhereClause.model_fields.items()]
-    model = _FIELDS_BY_LOC.get(named[-1] if named else "", Recipe)
+    model = _model_at(loc[:-1])
+    if model is None:
+        return []
     return [f.alias or n for n, f in model.model_fields.items()] + (
         ["include"] if model is Recipe else [])
 
