@@ -8,84 +8,55 @@
   measures their faithfulness and compares kernel attributions of two models.
 """
 
-from embedforensics.compare.alpha_hat import (
-    AlphaHatResult,
-    TrimmedFit,
-    alpha_hat,
-    asymptotic_critical_value,
-    bootstrap_critical_value,
-    leave_one_out_critical_value,
-    optimal_trimming,
-    trimmed_ks_curve,
-    trimmed_ks_distance,
-)
-from embedforensics.compare.kglm import (
-    Attribution,
-    AttributionAgreement,
-    FaithfulnessResult,
-    KernelGLM,
-    attribute,
-    compare_attributions,
-    faithfulness,
-    fit_kglm,
-    kernel_contributions,
-    network_probabilities,
-)
-from embedforensics.compare.metrics import (
-    AccuracyResult,
-    CalibrationResult,
-    ChurnResult,
-    accuracy,
-    churn,
-    churn_against_ensemble,
-    clopper_pearson,
-    expected_calibration_error,
-    majority_vote,
-    reliability_bins,
-)
-from embedforensics.compare.trntk import (
-    HFClassifierLogits,
-    gradient_features,
-    naive_trntk_kernel,
-    projection_error,
-    select_parameters,
-    trntk_kernel,
-)
+from __future__ import annotations
 
-__all__ = [
-    "AccuracyResult",
-    "AlphaHatResult",
-    "Attribution",
-    "AttributionAgreement",
-    "CalibrationResult",
-    "ChurnResult",
-    "FaithfulnessResult",
-    "HFClassifierLogits",
-    "KernelGLM",
-    "TrimmedFit",
-    "accuracy",
-    "alpha_hat",
-    "asymptotic_critical_value",
-    "attribute",
-    "bootstrap_critical_value",
-    "churn",
-    "churn_against_ensemble",
-    "clopper_pearson",
-    "compare_attributions",
-    "expected_calibration_error",
-    "faithfulness",
-    "fit_kglm",
-    "gradient_features",
-    "kernel_contributions",
-    "leave_one_out_critical_value",
-    "majority_vote",
-    "naive_trntk_kernel",
-    "network_probabilities",
-    "optimal_trimming",
-    "projection_error",
-    "reliability_bins",
-    "select_parameters",
-    "trimmed_ks_curve",
-    "trimmed_ks_distance",
-    "trntk_kernel",
-]
+import importlib
+from typing import Any
+
+# Names resolve lazily so that importing the recipe schema (which reads compare.spec) does
+# not pull in torch, scikit-learn and scipy.
+_EXPORTS = {
+    "AccuracyResult": "embedforensics.compare.metrics",
+    "AlphaHatResult": "embedforensics.compare.alpha_hat",
+    "Attribution": "embedforensics.compare.kglm",
+    "AttributionAgreement": "embedforensics.compare.kglm",
+    "CalibrationResult": "embedforensics.compare.metrics",
+    "ChurnResult": "embedforensics.compare.metrics",
+    "FaithfulnessResult": "embedforensics.compare.kglm",
+    "HFClassifierLogits": "embedforensics.compare.trntk",
+    "KernelGLM": "embedforensics.compare.kglm",
+    "TrimmedFit": "embedforensics.compare.alpha_hat",
+    "accuracy": "embedforensics.compare.metrics",
+    "alpha_hat": "embedforensics.compare.alpha_hat",
+    "asymptotic_critical_value": "embedforensics.compare.alpha_hat",
+    "attribute": "embedforensics.compare.kglm",
+    "bootstrap_critical_value": "embedforensics.compare.alpha_hat",
+    "churn": "embedforensics.compare.metrics",
+    "churn_against_ensemble": "embedforensics.compare.metrics",
+    "clopper_pearson": "embedforensics.compare.metrics",
+    "compare_attributions": "embedforensics.compare.kglm",
+    "expected_calibration_error": "embedforensics.compare.metrics",
+    "faithfulness": "embedforensics.compare.kglm",
+    "fit_kglm": "embedforensics.compare.kglm",
+    "gradient_features": "embedforensics.compare.trntk",
+    "kernel_contributions": "embedforensics.compare.kglm",
+    "leave_one_out_critical_value": "embedforensics.compare.alpha_hat",
+    "majority_vote": "embedforensics.compare.metrics",
+    "naive_trntk_kernel": "embedforensics.compare.trntk",
+    "network_probabilities": "embedforensics.compare.kglm",
+    "optimal_trimming": "embedforensics.compare.alpha_hat",
+    "projection_error": "embedforensics.compare.trntk",
+    "reliability_bins": "embedforensics.compare.metrics",
+    "select_parameters": "embedforensics.compare.trntk",
+    "trimmed_ks_curve": "embedforensics.compare.alpha_hat",
+    "trimmed_ks_distance": "embedforensics.compare.alpha_hat",
+    "trntk_kernel": "embedforensics.compare.trntk",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'embedforensics.compare' has no attribute {name!r}")
