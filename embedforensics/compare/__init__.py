@@ -14,7 +14,9 @@ import importlib
 from typing import Any
 
 # Names resolve lazily so that importing the recipe schema (which reads compare.spec) does
-# not pull in torch, scikit-learn and scipy.
+# not pull in torch or scikit-learn. The alpha_hat module is the exception: its function
+# has the module's name, and importing a submodule rebinds that name on the package, so
+# the function is bound eagerly here (it needs only numpy and scipy).
 _EXPORTS = {
     "AccuracyResult": "embedforensics.compare.metrics",
     "AlphaHatResult": "embedforensics.compare.alpha_hat",
@@ -52,6 +54,8 @@ _EXPORTS = {
     "trimmed_ks_distance": "embedforensics.compare.alpha_hat",
     "trntk_kernel": "embedforensics.compare.trntk",
 }
+
+from embedforensics.compare.alpha_hat import alpha_hat as alpha_hat  # noqa: E402
 
 __all__ = sorted(_EXPORTS)
 
