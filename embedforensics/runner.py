@@ -166,10 +166,7 @@ def run(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,
         "cache": {"enabled": cache_dir is not None, "dir": cache_dir},
     }
     results = Results(
-        recipe=RecipeOut(name=spec.name, description=spec.description, confounds=spec.confounds,
-                         resolved=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                         overrides=loaded.overrides,
-                         path=str(loaded.path) if loaded.path else None),
+        recipe=RecipeOut.from_loaded(loaded),
         data=data, probes=[ProbeOut(**p) for p in probe_outputs], provenance=provenance,
         timings={k: round(v, 3) for k, v in timings.items()})
 

@@ -615,10 +615,7 @@ def run_compare(loaded: LoadedRecipe, output: str | Path | None = None, *,
         },
     }
     results = Results(
-        recipe=RecipeOut(name=spec.name, description=spec.description, confounds=spec.confounds,
-                         resolved=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                         overrides=loaded.overrides,
-                         path=str(loaded.path) if loaded.path else None),
+        recipe=RecipeOut.from_loaded(loaded),
         data=data_out, probes=[ProbeOut(**p) for p in probes], provenance=provenance,
         timings={k: round(v, 3) for k, v in timings.items()})
     out_dir = None

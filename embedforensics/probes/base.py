@@ -122,7 +122,7 @@ class Probe(BaseEstimator):
     Subclasses declare ``name`` (the registry name), ``description`` (one line for
     ``embedforensics ls probes``), ``min_labels`` and ``_param_specs``: a mapping
     from every ``__init__`` parameter to a tuple ``(kind, low, high, options)`` with kind
-    one of int, int_or_none, float, str, bool, checked by :meth:`_check_params`; and
+    one of int, int_or_none, float, positive_float, str, bool, checked by :meth:`_check_params`; and
     implement ``_fit(X, y, **context) -> ProbeResult``. ``__init__`` takes keyword-only
     arguments and stores them unchanged.
     """
@@ -202,6 +202,9 @@ def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, optio
             fail(f"a float in {interval()}")
         if (low is not None and value < low) or (high is not None and value > high):
             fail(f"a float in {interval()}")
+    elif kind == "positive_float":
+        if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
+            fail("a float in (0, inf)")
     elif kind == "str":
         if value not in options:
             fail("one of " + ", ".join(repr(o) for o in options))

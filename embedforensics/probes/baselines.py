@@ -58,7 +58,7 @@ class SurfaceBaselineProbe(Probe):
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "max_features": ("int", 1, None, None),
-        "C": ("float", 0, None, None),
+        "C": ("positive_float", None, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
     }
 
@@ -69,12 +69,6 @@ class SurfaceBaselineProbe(Probe):
         self.C = C
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.C <= 0:
-            raise ProbeParameterError(
-                f"The 'C' parameter of {type(self).__name__} must be a float in (0, inf). "
-                f"Got {self.C!r} instead.")
 
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
         texts = context.get("texts")

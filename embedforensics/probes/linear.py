@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
+from embedforensics.probes.base import Metric, Plot, Probe, ProbeResult
 from embedforensics.probes.stats import (
     CI_LEVEL,
     accuracy_metrics,
@@ -62,7 +62,7 @@ class LinearProbe(Probe):
     min_labels: ClassVar[int] = 2
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
-        "C": ("float", 0, None, None),  # 0 itself is rejected in _check_params
+        "C": ("positive_float", None, None, None),
         "max_iter": ("int", 1, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
         "n_bootstrap": ("int", 0, None, None),
@@ -76,13 +76,6 @@ class LinearProbe(Probe):
         self.seed = seed
         self.n_bootstrap = n_bootstrap
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.C <= 0:
-            raise ProbeParameterError(
-                f"The 'C' parameter of {type(self).__name__} must be a float in (0, inf). "
-                f"Got {self.C!r} instead."
-            )
 
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
         check_folds(type(self).__name__, y, self.n_folds)

@@ -82,6 +82,14 @@ class RecipeOut(BaseModel):
     overrides: list[str] = Field(default_factory=list)
     path: str | None = None
 
+    @classmethod
+    def from_loaded(cls, loaded: Any) -> RecipeOut:
+        """The recipe part of results.json from a LoadedRecipe."""
+        spec = loaded.recipe
+        return cls(name=spec.name, description=spec.description, confounds=spec.confounds,
+                   resolved=spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                   overrides=loaded.overrides, path=str(loaded.path) if loaded.path else None)
+
 
 class Results(BaseModel):
     """Top-level object of results.json."""
