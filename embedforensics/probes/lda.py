@@ -20,6 +20,7 @@ from embedforensics.probes.base import Plot, Probe, ProbeResult
 from embedforensics.probes.stats import (
     accuracy_metrics,
     check_folds,
+    cv_permutation_p,
     fmt_p,
     fmt_pct,
     matrix_table,
@@ -46,6 +47,10 @@ class LDAProbe(Probe):
         lsqr for classification, eigen for the projection); "none" uses the plain SVD solver.
     max_points : int, default 2000
         At most this many points (stratified by label) go into the projection plot.
+    n_permutations : int, default 99
+        Label permutations (each refitting every fold) behind the ``p_value`` against
+        chance; 0 reports the binomial p-value instead, which is anti-conservative for
+        cross-validated predictions (benchmarks/README.md, calibration).
 
     The projection plot is fitted on all rows, so its separation is in-sample and optimistic
     (with more dimensions than rows even pure noise separates); the cross-validated accuracy
@@ -61,16 +66,18 @@ class LDAProbe(Probe):
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
+        "n_permutations": ("int", 0, None, None),
         "shrinkage": ("str", None, None, ("auto", "none")),
         "max_points": ("int", 1, None, None),
     }
 
     def __init__(self, *, n_folds: int = 5, seed: int = 0, shrinkage: str = "auto",
-                 max_points: int = 2000):
+                 max_points: int = 2000, n_permutations: int = 99):
         self.n_folds = n_folds
         self.seed = seed
         self.shrinkage = shrinkage
         self.max_points = max_points
+        self.n_permutations = n_permutations
 
     def _estimator(self, *, for_projection: bool) -> LinearDiscriminantAnalysis:
         """LDA configured for ``shrinkage``; the eigen solver is the shrunk one that projects."""
@@ -85,10 +92,16 @@ class LDAProbe(Probe):
         y = y.astype(str)
         labels = [str(v) for v in np.unique(y)]
         cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
-        pred = cross_val_predict(self._estimator(for_projection=False), X, y, cv=cv)
+        estimator = self._estimator(for_projection=False)
+        pred = cross_val_predict(estimator, X, y, cv=cv)
 
         how = f"{self.n_folds}-fold stratified cross-validated LDA"
-        metrics = accuracy_metrics(y, pred, how=how)
+        permutation = None
+        if self.n_permutations:
+            permutation = (cv_permutation_p(estimator, X, y, cv, float(np.mean(pred == y)),
+                                            self.n_permutations, self.seed),
+                           self.n_permutations)
+        metrics = accuracy_metrics(y, pred, how=how, permutation=permutation)
         acc = metrics["accuracy"]
         chance = metrics["chance_accuracy"].value
         cm = confusion_matrix(y, pred, labels=labels)
@@ -137,6 +150,7 @@ class LDAProbe(Probe):
             "confusion_matrix": matrix_table(cm, labels, labels, "true \\ predicted"),
         }
         params = {"n_folds": self.n_folds, "seed": self.seed, "shrinkage": self.shrinkage,
-                  "max_points": self.max_points, "n_rows": n, "dim": d}
+                  "max_points": self.max_points, "n_permutations": self.n_permutations,
+                  "n_rows": n, "dim": d}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=[plot], params=params)

@@ -19,9 +19,9 @@ from embedforensics.registry import PROBES
 # Small settings keep the whole module fast; defaults are exercised in the per-probe tests.
 FAST = {
     "pca": (PCAProbe, {"n_components": 3}),
-    "lda": (LDAProbe, {"n_folds": 3}),
+    "lda": (LDAProbe, {"n_folds": 3, "n_permutations": 9}),
     "cluster": (ClusterProbe, {"n_seeds": 3}),
-    "linear": (LinearProbe, {"n_folds": 3, "n_bootstrap": 50}),
+    "linear": (LinearProbe, {"n_folds": 3, "n_bootstrap": 50, "n_permutations": 9}),
 }
 NAMES = sorted(FAST)
 

@@ -22,7 +22,7 @@ def test_well_separated_gaussians(shrinkage: str) -> None:
     assert chance == pytest.approx(1 / 3)
     assert acc.value >= 0.95 and acc.ci[0] > chance
     assert acc.n == 300 and acc.ci == clopper_pearson(round(acc.value * 300), 300)
-    assert result.metrics["p_value"].value < 1e-50
+    assert result.metrics["p_value"].value == 1 / 100
     assert "3 labels" in result.summary and "n=300" in result.summary
     recall = result.tables["per_label_recall"]["rows"]
     assert [r[0] for r in recall] == ["a", "b", "c"] and all(r[3] >= 0.9 for r in recall)
@@ -35,7 +35,7 @@ def test_well_separated_gaussians(shrinkage: str) -> None:
 
 def test_accuracy_is_the_out_of_fold_accuracy_of_sklearn_lda() -> None:
     X, y = gaussians(40, 10, shift=1.0, seed=3)
-    result = LDAProbe(n_folds=4, seed=11).fit(X, y).result_
+    result = LDAProbe(n_folds=4, seed=11, n_permutations=0).fit(X, y).result_
     cv = StratifiedKFold(n_splits=4, shuffle=True, random_state=11)
     pred = cross_val_predict(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), X, y,
                              cv=cv)
@@ -44,7 +44,7 @@ def test_accuracy_is_the_out_of_fold_accuracy_of_sklearn_lda() -> None:
 
 def test_two_labels_give_a_jittered_strip_plot() -> None:
     X, y = gaussians(50, 5, shift=4.0)
-    plot = LDAProbe(max_points=60).fit(X, y).result_.plots[0]
+    plot = LDAProbe(max_points=60, n_permutations=0).fit(X, y).result_.plots[0]
     labels = np.array(plot.data["labels"])
     ys = np.array(plot.data["y"])
     assert len(labels) == 60
@@ -60,7 +60,7 @@ def test_too_many_folds_for_the_smallest_label() -> None:
     with pytest.raises(ProbeParameterError, match=r"'n_folds' parameter of LDAProbe is 5, but "
                                                   r"label 'a' has only 3 row"):
         LDAProbe().fit(X, y)
-    LDAProbe(n_folds=3).fit(X, y)
+    LDAProbe(n_folds=3, n_permutations=0).fit(X, y)
 
 
 def test_parameter_validation() -> None:
@@ -73,18 +73,19 @@ def test_parameter_validation() -> None:
 
 
 def test_identical_distributions_are_not_called_separable() -> None:
-    """Calibration: with no signal the CI covers 0.5 and p-values are not small."""
+    """Calibration: with no signal the CI covers 0.5 and (binomial) p-values are rarely
+    small; the permutation p-value's calibration is tested in test_linear and measured on
+    real embeddings in benchmarks/bench_calibration.py."""
     covered, small_p = 0, 0
     p_values: list[float] = []
     n_seeds = 50
     for seed in range(n_seeds):
         X, y = gaussians(20, 5, shift=0.0, seed=seed)
-        metrics = LDAProbe(seed=seed).fit(X, y).result_.metrics
+        metrics = LDAProbe(seed=seed, n_permutations=0).fit(X, y).result_.metrics
         low, high = metrics["accuracy"].ci
         covered += low <= 0.5 <= high
         small_p += metrics["p_value"].value < 0.05
         p_values.append(metrics["p_value"].value)
-    # Observed with these seeds: 45-46 of 50 covered, 4 p-values < 0.05, median p 0.44.
     # Scoring in-sample instead of out-of-fold drops coverage to ~35 and gives ~22 small p.
     assert covered >= 0.8 * n_seeds
     assert small_p <= 0.16 * n_seeds

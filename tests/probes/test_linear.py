@@ -21,7 +21,8 @@ def test_well_separated_two_labels() -> None:
     m = result.metrics
     assert m["accuracy"].value >= 0.95
     assert m["accuracy"].ci[0] > m["chance_accuracy"].value == 0.5
-    assert m["p_value"].value < 1e-50
+    assert m["p_value"].value == 1 / 100  # the smallest a 99-permutation test can give
+    assert "permutation" in m["p_value"].method
     assert m["auroc"].value >= 0.99 and m["auroc"].ci[0] > 0.95
     assert m["balanced_accuracy"].value >= 0.95
     assert result.summary.startswith("A linear probe tells the 2 labels apart with ")
@@ -30,7 +31,8 @@ def test_well_separated_two_labels() -> None:
 
 def test_matches_a_hand_built_sklearn_pipeline_three_labels() -> None:
     X, y = gaussians(40, 8, shift=1.0, labels=("x", "y", "z"), seed=4)
-    result = LinearProbe(n_folds=4, C=0.5, seed=9, n_bootstrap=100).fit(X, y).result_
+    result = LinearProbe(n_folds=4, C=0.5, seed=9, n_bootstrap=100,
+                         n_permutations=0).fit(X, y).result_
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000))
     cv = StratifiedKFold(n_splits=4, shuffle=True, random_state=9)
     proba = cross_val_predict(model, X, y, cv=cv, method="predict_proba")
@@ -52,7 +54,7 @@ def test_matches_a_hand_built_sklearn_pipeline_three_labels() -> None:
 
 def test_chance_is_the_majority_rate_for_imbalanced_labels() -> None:
     X, y = gaussians([90, 10], 4, shift=0.0)
-    m = LinearProbe(n_bootstrap=0).fit(X, y).result_.metrics
+    m = LinearProbe(n_bootstrap=0, n_permutations=19).fit(X, y).result_.metrics
     assert m["chance_accuracy"].value == 0.9
     assert m["auroc"].ci is None and m["balanced_accuracy"].ci is None
     assert m["p_value"].value > 0.05
@@ -65,7 +67,7 @@ def test_identical_distributions_are_not_called_separable() -> None:
     n_seeds = 50
     for seed in range(n_seeds):
         X, y = gaussians(20, 5, shift=0.0, seed=seed)
-        m = LinearProbe(seed=seed, n_bootstrap=100).fit(X, y).result_.metrics
+        m = LinearProbe(seed=seed, n_bootstrap=100, n_permutations=0).fit(X, y).result_.metrics
         covered += m["accuracy"].ci[0] <= 0.5 <= m["accuracy"].ci[1]
         auroc_covered += m["auroc"].ci[0] <= 0.5 <= m["auroc"].ci[1]
         small_p += m["p_value"].value < 0.05
@@ -91,7 +93,7 @@ def test_parameter_validation_names_the_parameter() -> None:
         LinearProbe(max_iter=0).fit(X, y)
     with pytest.raises(ProbeParameterError, match="'n_bootstrap'"):
         LinearProbe(n_bootstrap=-5).fit(X, y)
-    LinearProbe(C=2, n_bootstrap=0).fit(X, y)  # an int C is a valid float
+    LinearProbe(C=2, n_bootstrap=0, n_permutations=0).fit(X, y)  # an int C is a valid float
 
 
 def test_too_few_rows_per_label() -> None:
@@ -103,7 +105,26 @@ def test_too_few_rows_per_label() -> None:
 
 def test_unconverged_solver_is_reported() -> None:
     X, y = gaussians(30, 10, shift=1.0)
-    result = LinearProbe(max_iter=1, n_bootstrap=0).fit(X, y).result_
+    result = LinearProbe(max_iter=1, n_bootstrap=0, n_permutations=0).fit(X, y).result_
     assert result.params["unconverged_folds"] == 5
     assert "max_iter=1 in 5 of 5 folds" in result.summary
     assert result.summary.endswith(".")
+
+
+def test_binomial_p_value_when_permutations_are_off() -> None:
+    X, y = gaussians(150, 16, shift=5.0)
+    m = LinearProbe(n_bootstrap=0, n_permutations=0).fit(X, y).result_.metrics
+    assert m["p_value"].value < 1e-50 and "binomial" in m["p_value"].method
+
+
+def test_permutation_p_values_hold_their_level_under_a_true_null() -> None:
+    """20 null data sets, 19 permutations each: P(p <= 0.05) is exactly 1/20 at most, so
+    more than 4 rejections has probability 0.016 for a valid test."""
+    rejections = 0
+    for seed in range(20):
+        X, y = gaussians(12, 3, shift=0.0, seed=1000 + seed)
+        m = LinearProbe(n_folds=3, seed=seed, n_bootstrap=0,
+                        n_permutations=19).fit(X, y).result_.metrics
+        assert 1 / 20 <= m["p_value"].value <= 1
+        rejections += m["p_value"].value <= 0.05
+    assert rejections <= 4

@@ -152,3 +152,27 @@ def test_formatting_helpers() -> None:
     assert fmt_p(0.0) == "p<1e-300"
     assert fmt_p(0.0312) == "p=0.031"
     assert fmt_p(3.1e-5) == "p=3.1e-05"
+
+
+def test_cv_permutation_p_equals_a_brute_force_loop() -> None:
+    from sklearn.base import clone
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from embedforensics.probes.stats import cv_permutation_p
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.repeat(["a", "b"], 20)
+    X[y == "b", 0] += 0.8
+    est = LinearDiscriminantAnalysis()
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    observed = float(np.mean(cross_val_predict(est, X, y, cv=cv) == y))
+    p = cv_permutation_p(est, X, y, cv, observed, 29, seed=5)
+    perm_rng = np.random.default_rng(5)
+    null = []
+    for _ in range(29):
+        yp = perm_rng.permutation(y)
+        null.append(np.mean(cross_val_predict(clone(est), X, yp, cv=cv) == yp))
+    assert p == (1 + sum(v >= observed for v in null)) / 30
+    assert 1 / 30 <= p <= 1
