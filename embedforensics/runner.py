@@ -73,10 +73,16 @@ class RunResults:
 
 
 def _length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, float]:
+    """Per-source text lengths: characters (mean, sd, quartiles, range), words, tokens."""
     chars = np.array([len(t) for t in texts], dtype=float)
+    words = np.array([len(t.split()) for t in texts], dtype=float)
+    q25, q75 = np.quantile(chars, [0.25, 0.75])
     return {
         "chars_mean": float(chars.mean()), "chars_median": float(np.median(chars)),
+        "chars_sd": float(chars.std(ddof=1)) if len(chars) > 1 else 0.0,
+        "chars_q25": float(q25), "chars_q75": float(q75),
         "chars_min": float(chars.min()), "chars_max": float(chars.max()),
+        "words_mean": float(words.mean()),
         "tokens_mean": float(token_info.get("mean_tokens", float("nan"))),
         "truncated": float(token_info.get("n_truncated", 0)),
     }
@@ -138,7 +144,7 @@ def run(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,
     timings["embed"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    probe_outputs, failures = _run_probes(loaded, embeddings)
+    probe_outputs, failures = _run_probes(loaded, embeddings, meta=records_meta(records))
     timings["probes"] = time.perf_counter() - t0
 
     per_source = embeddings.provenance["embedding"]["per_source"]
@@ -198,29 +204,127 @@ class ProbeFailures(UserError):
         self.results = results
 
 
-def _run_probes(loaded: LoadedRecipe, embeddings: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def records_meta(records: Any) -> dict[str, list[Any]]:
+    """The sources' metadata columns as one list per column in record order (None where a
+    source lacks the column); probes receive it as the ``meta`` context."""
+    columns = sorted({c for s in records.sources for c in s.meta})
+    return {c: [v for s in records.sources
+                for v in (s.meta.get(c) or [None] * len(s))] for c in columns}
+
+
+def _layers(embeddings: Any) -> list[tuple[str | None, np.ndarray]]:
+    """(layer, X) pairs: every captured layer when there are several, else (None, X)."""
+    per_layer = getattr(embeddings, "per_layer", None) or {}
+    if len(per_layer) > 1:
+        return [(str(k), v) for k, v in per_layer.items()]
+    return [(None, embeddings.X)]
+
+
+def _run_probes(loaded: LoadedRecipe, embeddings: Any, meta: dict[str, list[Any]] | None = None
+                ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Fit every recipe probe (once per layer when several layers were captured).
+
+    ``length_match: true`` beside a probe fits it on a length-matched subsample
+    (:mod:`embedforensics.probes.matching`). With several layers, a ``layer_sweep`` entry
+    follows with each probe's headline metric against layer depth.
+    """
+    from embedforensics.probes.matching import length_matched_rows
     from embedforensics.registry import PROBES
 
     outputs: list[dict[str, Any]] = []
     failures: list[str] = []
+    layers = _layers(embeddings)
+    texts = embeddings.texts
+    labels = np.asarray(embeddings.labels)
+    ids = list(embeddings.ids)
     for i, spec in enumerate(loaded.recipe.probes):
         key = f"probes[{i}]"
         cls = PROBES.get(spec.name)
         params = dict(spec.params)
+        length_match = bool(params.pop("length_match", False))
         if "seed" in cls._get_param_names() and "seed" not in params:
             params["seed"] = loaded.recipe.seed
-        t0 = time.perf_counter()
-        try:
-            probe = cls(**params).fit(embeddings.X, embeddings.labels, ids=embeddings.ids,
-                                      texts=embeddings.texts)
-        except UserError as exc:
-            message = f"{loaded.file_of(key)}: {key} ({spec.name}): {exc.message}"
-            log.error(message)
+        rows = np.arange(len(labels))
+        matched: dict[str, Any] | None = None
+        if length_match and texts is None:
+            message = (f"{loaded.file_of(key)}: {key}.length_match needs the texts behind "
+                       f"the embeddings, and this run has none.")
             failures.append(message)
-            outputs.append({"probe": spec.name, "error": exc.message, "params": params})
+            outputs.append({"probe": spec.name, "error": message, "params": params})
             continue
-        result = probe.result_.to_dict()
-        result["params"] = {**params, **result.get("params", {}),
-                            "seconds": round(time.perf_counter() - t0, 3)}
-        outputs.append(result)
+        if length_match:
+            rows, matched = length_matched_rows([len(t) for t in texts], labels,
+                                                seed=params.get("seed", loaded.recipe.seed))
+        context = {"ids": [ids[r] for r in rows],
+                   "texts": None if texts is None else [texts[r] for r in rows],
+                   "meta": {c: [v[r] for r in rows] for c, v in (meta or {}).items()}}
+        for layer, X in layers:
+            t0 = time.perf_counter()
+            extra = {} if layer is None else {"layer": layer}
+            if matched is not None:
+                extra["length_match"] = matched
+            try:
+                probe = cls(**params).fit(X[rows], labels[rows], **context)
+            except UserError as exc:
+                where = "" if layer is None else f" at layer {layer}"
+                message = f"{loaded.file_of(key)}: {key} ({spec.name}){where}: {exc.message}"
+                log.error(message)
+                failures.append(message)
+                outputs.append({"probe": spec.name, "error": exc.message,
+                                "params": {**params, **extra}, "layer": layer})
+                continue
+            result = probe.result_.to_dict()
+            result["params"] = {**params, **result.get("params", {}), **extra,
+                                "seconds": round(time.perf_counter() - t0, 3)}
+            result["layer"] = layer
+            result["headline"] = getattr(cls, "headline", None)
+            outputs.append(result)
+    if len(layers) > 1:
+        outputs.append(layer_sweep(outputs, [layer for layer, _ in layers]))
     return outputs, failures
+
+
+def layer_order(layers: list[str]) -> list[str]:
+    """Layers by depth: non-negative indices ascending, then negative ones (counted from
+    the end) ascending, then any non-numeric names in their given order."""
+    def key(name: str) -> tuple[int, float]:
+        try:
+            v = int(name)
+        except ValueError:
+            return (2, 0.0)
+        return (0, v) if v >= 0 else (1, v)
+
+    return sorted(layers, key=key)
+
+
+def layer_sweep(outputs: list[dict[str, Any]], layers: list[str]) -> dict[str, Any]:
+    """A results entry plotting each probe's headline metric against layer depth."""
+    order = layer_order(layers)
+    series, rows = [], []
+    groups: dict[str, dict[str, float | None]] = {}
+    for out in outputs:
+        name, metric = out.get("probe"), out.get("headline")
+        if out.get("error") or not metric or metric not in out.get("metrics", {}):
+            continue
+        m = out["metrics"][metric]
+        groups.setdefault(f"{name}: {metric}", {})[out["layer"]] = m["value"]
+        rows.append([name, metric, out["layer"], m["value"],
+                     None if m.get("ci") is None else m["ci"][0],
+                     None if m.get("ci") is None else m["ci"][1], m["n"]])
+    for label, values in groups.items():
+        xs = [j for j, layer in enumerate(order) if values.get(layer) is not None]
+        series.append({"label": label, "x": xs, "y": [values[order[j]] for j in xs],
+                       "marker": True})
+    best = []
+    for label, values in groups.items():
+        top = max(values, key=lambda k: -np.inf if values[k] is None else values[k])
+        best.append(f"{label} peaks at layer {top} ({values[top]:.3g})")
+    summary = (f"Layer sweep over {len(order)} layers ({', '.join(order)}): "
+               + ("; ".join(best) if best else "no probe produced a headline metric") + ".")
+    return {"probe": "layer_sweep", "summary": summary, "layer": None,
+            "params": {"layers": order},
+            "tables": {"by_layer": {"columns": ["probe", "metric", "layer", "value", "ci_low",
+                                                "ci_high", "n"], "rows": rows}},
+            "plots": [{"kind": "lines", "title": "Headline metric per probe against layer depth",
+                       "xlabel": "layer (shallow → deep)", "ylabel": "metric value",
+                       "data": {"series": series, "xticks": order}}]}

@@ -33,6 +33,7 @@ class EmbeddingSet:
     source_ids: np.ndarray
     texts: list[str] | None
     provenance: dict[str, Any] = field(default_factory=dict)
+    per_layer: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.X.shape[0])

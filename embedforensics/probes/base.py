@@ -120,7 +120,8 @@ class Probe(BaseEstimator):
     ``get_params``/``set_params``/``clone``/``repr`` from the ``__init__`` signature.
 
     Subclasses declare ``name`` (the registry name), ``description`` (one line for
-    ``embedforensics ls probes``), ``min_labels`` and ``_param_specs``: a mapping
+    ``embedforensics ls probes``), ``min_labels``, ``headline`` (its key metric) and
+    ``_param_specs``: a mapping
     from every ``__init__`` parameter to a tuple ``(kind, low, high, options)`` with kind
     one of int, int_or_none, float, positive_float, str, bool, checked by :meth:`_check_params`; and
     implement ``_fit(X, y, **context) -> ProbeResult``. ``__init__`` takes keyword-only
@@ -130,6 +131,8 @@ class Probe(BaseEstimator):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     min_labels: ClassVar[int] = 1
+    headline: ClassVar[str | None] = None
+    """The metric that sums the probe up (plotted against layer depth in layer sweeps)."""
     _param_specs: ClassVar[dict[str, tuple]] = {}
 
 

@@ -55,6 +55,7 @@ class SurfaceBaselineProbe(Probe):
         "Length-only and character n-gram baselines on the same folds as the embedding, "
         "with a McNemar test: does the model add anything over surface features?")
     min_labels: ClassVar[int] = 2
+    headline: ClassVar[str | None] = "embedding_minus_best_baseline"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "max_features": ("int", 1, None, None),

@@ -48,6 +48,7 @@ class ClusterProbe(Probe):
         "ARI and NMI over seeds."
     )
     min_labels: ClassVar[int] = 2
+    headline: ClassVar[str | None] = "ari"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_clusters": ("int_or_none", 2, None, None),
         "n_seeds": ("int", 1, None, None),

@@ -63,6 +63,7 @@ class LDAProbe(Probe):
         "Linear discriminant analysis: cross-validated accuracy with a CI; projection plot."
     )
     min_labels: ClassVar[int] = 2
+    headline: ClassVar[str | None] = "accuracy"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "seed": ("int", 0, 2**32 - 1, None),

@@ -65,6 +65,7 @@ class LinearProbe(Probe):
         "Cross-validated logistic regression: accuracy and AUROC with CIs; confusion matrix."
     )
     min_labels: ClassVar[int] = 2
+    headline: ClassVar[str | None] = "accuracy"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "C": ("positive_float", None, None, None),

@@ -46,6 +46,7 @@ class PCAProbe(Probe):
         "Principal components: explained variance and a 2-D scatter coloured by label."
     )
     min_labels: ClassVar[int] = 1
+    headline: ClassVar[str | None] = "explained_variance_pc1"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_components": ("int", 1, None, None),
         "seed": ("int", 0, 2**32 - 1, None),

@@ -112,6 +112,7 @@ class TwoSampleProbe(Probe):
         "MMD, energy-distance and classifier two-sample tests for every pair of labels, "
         "Benjamini–Hochberg adjusted; N×N matrices.")
     min_labels: ClassVar[int] = 2
+    headline: ClassVar[str | None] = "mean_c2st_accuracy"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_permutations": ("int", 19, None, None),
         "max_per_label": ("int_or_none", 5, None, None),
@@ -196,8 +197,17 @@ class TwoSampleProbe(Probe):
         n_sig = {t: sum(r[f"{t}_p_adj"] < level for r in records) for t in ("mmd", "energy",
                                                                               "c2st")}
         min_p = min(r["mmd_p_adj"] for r in records)
+        c2st_values = [r["c2st_accuracy"] for r in records if np.isfinite(r["c2st_accuracy"])]
         metrics = {
-            "pairs": Metric(value=len(records), n=len(y), description="Pairs of labels tested."),
+            "pairs": Metric(value=len(records), n=len(y), method="count",
+                            description="Pairs of labels tested."),
+            "mean_c2st_accuracy": Metric(
+                value=float(np.mean(c2st_values)) if c2st_values else 0.5, n=len(y),
+                method=f"mean over pairs of the {self.n_folds}-fold ridge discriminant's "
+                       f"out-of-fold accuracy",
+                description="How well a linear classifier tells pairs of labels apart, on "
+                            "average (0.5 = not at all for balanced pairs; see each pair's "
+                            "null mean in the table)."),
             "mmd_pairs_significant": Metric(
                 value=n_sig["mmd"], n=len(records),
                 method=f"permutation test ({self.n_permutations} permutations), BH-adjusted "

@@ -39,14 +39,20 @@ def check_probe(loaded: LoadedRecipe, index: int) -> None:
     file = loaded.file_of(key)
     PROBES.check(spec.name, file=file, key=f"{key}.name")
     cls = PROBES.get(spec.name)
-    allowed = cls._get_param_names()
+    from embedforensics.probes.matching import RUN_OPTIONS
+
+    allowed = [*cls._get_param_names(), *RUN_OPTIONS]
     for pname in spec.params:
         if pname not in allowed:
             raise UserError(
                 f"unknown parameter '{pname}' for probe '{spec.name}'"
                 f"{did_you_mean(pname, allowed)}; parameters: {', '.join(allowed)}.",
                 file=file, key=f"{key}.{pname}")
-    probe = cls(**spec.params)
+    if not isinstance(spec.params.get("length_match", False), bool):
+        raise UserError(f"length_match must be true or false; got "
+                        f"{spec.params['length_match']!r}.", file=loaded.file_of(key),
+                        key=f"{key}.length_match")
+    probe = cls(**{k: v for k, v in spec.params.items() if k not in RUN_OPTIONS})
     try:
         probe._check_params()
     except ProbeParameterError as exc:

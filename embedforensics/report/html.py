@@ -73,7 +73,8 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
                          "median chars", "mean tokens", "truncated", "from"], rows))
 
     for i, probe in enumerate(r.probes):
-        parts.append(f"<h2 id=probe-{i}>Probe {i + 1}: {escape(probe.probe)}</h2>")
+        at = "" if probe.layer is None else f" (layer {escape(probe.layer)})"
+        parts.append(f"<h2 id=probe-{i}>Probe {i + 1}: {escape(probe.probe)}{at}</h2>")
         if probe.error:
             parts.append(f"<div class=error><b>This probe failed:</b> "
                          f"{escape(probe.error)}</div>")

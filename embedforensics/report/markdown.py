@@ -36,7 +36,8 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
                     round(s.lengths["tokens_mean"], 1), int(s.lengths.get("truncated", 0)),
                     s.origin.get("description", "")] for s in r.data.sources])
     for i, probe in enumerate(r.probes):
-        out += [f"## Probe {i + 1}: {probe.probe}", ""]
+        at = "" if probe.layer is None else f" (layer {probe.layer})"
+        out += [f"## Probe {i + 1}: {probe.probe}{at}", ""]
         if probe.error:
             out += [f"**Failed:** {_escape(probe.error)}", ""]
             continue

@@ -64,6 +64,9 @@ def render_plot(plot: dict[str, Any]) -> bytes | None:
                 else:
                     ax.plot(x, y, marker="o" if series.get("marker") else None,
                             markersize=3, **style)
+            ticks = data.get("xticks")
+            if ticks:  # categorical x (e.g. layer names) at positions 0..k-1
+                ax.set_xticks(range(len(ticks)), [str(t) for t in ticks], fontsize=8)
             ax.legend(loc="best", fontsize=8)
         else:
             return None

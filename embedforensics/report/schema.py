@@ -14,7 +14,9 @@ Layout::
                  warnings (automatic surface-confound checks)
     probes[]:    one entry per recipe probe, in order: either a probe result
                  (probe, summary, params, metrics{name: {value, n, ci, ci_level, std,
-                 method, description}}, tables, plots) or {probe, error}
+                 method, description}}, tables, plots, layer, headline) or
+                 {probe, error}; with several captured layers one entry per probe and
+                 layer, then a ``layer_sweep`` entry (headline metric against depth)
     provenance:  model (id, location, revision, fingerprint, config hash, class, dtype,
                  device, pooling, max length, ...), embedding (dim, per-source cache status,
                  token and truncation counts), versions, git commit, seed, platform,
@@ -55,6 +57,8 @@ class ProbeOut(BaseModel):
     metrics: dict[str, MetricOut] = Field(default_factory=dict)
     tables: dict[str, Any] = Field(default_factory=dict)
     plots: list[dict[str, Any]] = Field(default_factory=list)
+    layer: str | None = None
+    headline: str | None = None
 
 
 class SourceOut(_Open):
