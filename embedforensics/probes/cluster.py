@@ -1,4 +1,4 @@
-"""Cluster probe: does unsupervised k-means find the labels on its own?
+"""Cluster probe: does unsupervised clustering find the labels on its own?
 
 A supervised probe says the labels *can* be told apart; this one asks whether they are the
 dominant structure of the embedding space. k-means (one initialisation per seed, several
@@ -6,6 +6,15 @@ seeds, so the spread over initialisations is visible) is scored against the labe
 adjusted Rand index, normalised mutual information and purity. The same clusterings scored
 against randomly permuted labels give the chance level of each metric (ARI and NMI near 0;
 purity near the majority share, not 0), so the reader sees what "no relation" looks like.
+
+With ``methods="all"`` (the default) three more algorithms from scikit-learn run beside
+k-means and are scored the same way: a Gaussian mixture (diagonal covariances, one
+initialisation per seed), agglomerative clustering (Ward linkage, deterministic) and
+HDBSCAN (density-based; chooses its own number of clusters and may call rows noise, which
+are scored as one extra "noise" cluster and counted). Agglomerative and HDBSCAN need
+quadratic memory, so above ``max_rows`` rows each seed clusters its own stratified
+subsample of ``max_rows`` rows; their spread over seeds is then the subsampling spread,
+and without subsampling they run once (no sd).
 """
 
 from __future__ import annotations
@@ -13,12 +22,20 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.cluster import KMeans
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
+from sklearn.mixture import GaussianMixture
 
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
-from embedforensics.probes.stats import child_seeds, matrix_table, seed_spread
+from embedforensics.probes.stats import (
+    child_seeds,
+    matrix_table,
+    seed_spread,
+    stratified_subsample,
+)
+
+METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan")
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -40,6 +57,12 @@ class ClusterProbe(Probe):
         for the null.
     seed : int, default 0
         Derives the per-run seeds.
+    methods : {"all", "kmeans", "gmm", "agglomerative", "hdbscan"}, default "all"
+        Which algorithms run besides the k-means headline ("kmeans" runs k-means only).
+    max_rows : int, default 3000
+        Row cap for agglomerative clustering and HDBSCAN (stratified subsample per seed).
+    min_cluster_size : int, default 10
+        HDBSCAN's smallest cluster.
     """
 
     name: ClassVar[str] = "cluster"
@@ -53,12 +76,78 @@ class ClusterProbe(Probe):
         "n_clusters": ("int_or_none", 2, None, None),
         "n_seeds": ("int", 1, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
+        "methods": ("str", None, None, ("all", *METHODS)),
+        "max_rows": ("int", 10, None, None),
+        "min_cluster_size": ("int", 2, None, None),
     }
 
-    def __init__(self, *, n_clusters: int | None = None, n_seeds: int = 5, seed: int = 0):
+    def __init__(self, *, n_clusters: int | None = None, n_seeds: int = 5, seed: int = 0,
+                 methods: str = "all", max_rows: int = 3000, min_cluster_size: int = 10):
         self.n_clusters = n_clusters
         self.n_seeds = n_seeds
         self.seed = seed
+        self.methods = methods
+        self.max_rows = max_rows
+        self.min_cluster_size = min_cluster_size
+
+    def _other_methods(self, X: np.ndarray, y: np.ndarray, k: int
+                       ) -> tuple[dict[str, Metric], list[list[Any]]]:
+        """GMM / agglomerative / HDBSCAN scored like k-means: metrics and a summary table."""
+        wanted = [m for m in METHODS[1:] if self.methods in ("all", m)]
+        metrics: dict[str, Metric] = {}
+        rows: list[list[Any]] = []
+        for method in wanted:
+            deterministic = method in ("agglomerative", "hdbscan")
+            capped = deterministic and len(y) > self.max_rows
+            seeds = child_seeds(self.seed + 1, self.n_seeds if (capped or not deterministic)
+                                else 1)
+            scores: dict[str, list[float]] = {m: [] for m in ("ari", "nmi", "purity",
+                                                              "ari_null")}
+            found, noise, n_used = [], [], 0
+            for run_seed in seeds:
+                idx = (stratified_subsample(y, self.max_rows, run_seed) if capped
+                       else np.arange(len(y)))
+                Xs, ys = X[idx], y[idx]
+                n_used = len(idx)
+                if method == "gmm":
+                    clusters = GaussianMixture(n_components=k, covariance_type="diag",
+                                               random_state=run_seed).fit(Xs).predict(Xs)
+                elif method == "agglomerative":
+                    clusters = AgglomerativeClustering(n_clusters=k).fit(Xs).labels_
+                else:
+                    clusters = HDBSCAN(min_cluster_size=self.min_cluster_size, copy=True).fit(Xs).labels_
+                noise.append(float(np.mean(clusters == -1)))
+                found.append(len(set(clusters.tolist()) - {-1}))
+                permuted = np.random.default_rng(run_seed).permutation(ys)
+                scores["ari"].append(adjusted_rand_score(ys, clusters))
+                scores["nmi"].append(normalized_mutual_info_score(ys, clusters))
+                scores["purity"].append(purity(ys, clusters))
+                scores["ari_null"].append(adjusted_rand_score(permuted, clusters))
+            how = (f"mean, sample sd and range over {len(seeds)} run(s) of {method}"
+                   + (f" on stratified subsamples of {n_used} rows" if capped else "")
+                   + (" (deterministic; one run)" if deterministic and not capped else ""))
+            for key, values in scores.items():
+                mean, sd, span = seed_spread(values)
+                base = key.removesuffix("_null")
+                desc = (f"{base.upper() if base != 'purity' else 'Purity'} of {method} "
+                        f"clusters against the labels"
+                        + (" scored against permuted labels (chance level)"
+                           if key.endswith("_null") else "") + ".")
+                metrics[f"{method}_{key}"] = Metric(value=mean, n=n_used, std=sd, range=span,
+                                                    method=how, description=desc)
+            if method == "hdbscan":
+                metrics["hdbscan_noise_share"] = Metric(
+                    value=float(np.mean(noise)), n=n_used, method=how,
+                    description="Share of rows HDBSCAN calls noise (scored as one extra "
+                                "cluster).")
+                metrics["hdbscan_clusters"] = Metric(
+                    value=float(np.mean(found)), n=n_used, method=how,
+                    description="Clusters HDBSCAN found (it chooses the number itself).")
+            m = {key: seed_spread(v) for key, v in scores.items()}
+            rows.append([method, len(seeds), n_used, m["ari"][0], m["ari"][1], m["nmi"][0],
+                         m["nmi"][1], m["purity"][0], m["ari_null"][0], float(np.mean(found)),
+                         float(np.mean(noise))])
+        return metrics, rows
 
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
         n = len(y)
@@ -105,6 +194,8 @@ class ClusterProbe(Probe):
                 description=desc,
             )
 
+        other_metrics, other_rows = self._other_methods(X, y, k)
+        metrics.update(other_metrics)
         inertia, best_seed, best = min(runs, key=lambda r: r[0])
         table = contingency_matrix(y, best)
         cluster_names = [f"cluster {j}" for j in np.unique(best)]  # the columns' order
@@ -117,6 +208,15 @@ class ClusterProbe(Probe):
                          for i, (inertia_i, s, _) in enumerate(runs)],
             },
         }
+        if other_rows:
+            km = {key: seed_spread(v) for key, v in scores.items()}
+            tables["methods"] = {
+                "columns": ["method", "runs", "rows per run", "ari mean", "ari sd",
+                            "nmi mean", "nmi sd", "purity mean", "ari null mean",
+                            "clusters found", "noise share"],
+                "rows": [["kmeans", self.n_seeds, n, km["ari"][0], km["ari"][1], km["nmi"][0],
+                          km["nmi"][1], km["purity"][0], km["ari_null"][0], k, 0.0],
+                         *other_rows]}
         plots = [Plot(kind="matrix",
                       title=f"Labels x k-means clusters (lowest-inertia run of {self.n_seeds})",
                       data={"values": table.tolist(), "row_labels": labels,
@@ -133,8 +233,13 @@ class ClusterProbe(Probe):
             f"(mean ± sd over {self.n_seeds} seed{'s' if self.n_seeds > 1 else ''}, n={n}; "
             f"NMI {pm(metrics['nmi'])}), against ARI {pm(null)} for permuted labels."
         )
+        if other_rows:
+            others = ", ".join(f"{r[0]} {r[3]:.2f}" for r in other_rows)
+            summary = summary[:-1] + f"; other methods' ARI: {others}."
         params = {"n_clusters": k, "n_clusters_requested": self.n_clusters,
-                  "n_seeds": self.n_seeds, "seed": self.seed, "best_run_seed": best_seed,
+                  "n_seeds": self.n_seeds, "seed": self.seed, "methods": self.methods,
+                  "max_rows": self.max_rows, "min_cluster_size": self.min_cluster_size,
+                  "best_run_seed": best_seed,
                   "best_run_inertia": inertia}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)

@@ -85,3 +85,28 @@ def test_parameter_validation() -> None:
         ClusterProbe(n_clusters=11).fit(X, y)
     with pytest.raises(ProbeParameterError, match=r"'n_seeds'.*Got 0 instead"):
         ClusterProbe(n_seeds=0).fit(X, y)
+
+
+def test_all_methods_recover_well_separated_labels() -> None:
+    X, y = blobs([60, 50, 40], 8, shift=12.0)
+    result = ClusterProbe(n_seeds=3, min_cluster_size=10).fit(X, y).result_
+    m = result.metrics
+    for method in ("gmm", "agglomerative", "hdbscan"):
+        assert m[f"{method}_ari"].value > 0.95, method
+        assert abs(m[f"{method}_ari_null"].value) < 0.1, method
+    assert m["agglomerative_ari"].std is None  # deterministic, no subsample: one run
+    assert m["gmm_ari"].std is not None        # one run per seed
+    assert m["hdbscan_clusters"].value == 3 and m["hdbscan_noise_share"].value < 0.1
+    methods = [row[0] for row in result.tables["methods"]["rows"]]
+    assert methods == ["kmeans", "gmm", "agglomerative", "hdbscan"]
+    assert "other methods' ARI" in result.summary
+
+
+def test_agglomerative_and_hdbscan_subsample_above_max_rows() -> None:
+    X, y = blobs(40, 4, shift=10.0, labels=("a", "b"))
+    result = ClusterProbe(n_seeds=3, max_rows=30, methods="agglomerative").fit(X, y).result_
+    m = result.metrics["agglomerative_ari"]
+    assert m.n == 30 and "subsamples of 30 rows" in m.method
+    assert "gmm_ari" not in result.metrics and "hdbscan_ari" not in result.metrics
+    only = ClusterProbe(n_seeds=2, methods="kmeans").fit(X, y).result_
+    assert "methods" not in only.tables
