@@ -115,7 +115,8 @@ class ClusterProbe(Probe):
                 elif method == "agglomerative":
                     clusters = AgglomerativeClustering(n_clusters=k).fit(Xs).labels_
                 else:
-                    clusters = HDBSCAN(min_cluster_size=self.min_cluster_size, copy=True).fit(Xs).labels_
+                    clusters = HDBSCAN(min_cluster_size=self.min_cluster_size,
+                                       copy=True).fit(Xs).labels_
                 noise.append(float(np.mean(clusters == -1)))
                 found.append(len(set(clusters.tolist()) - {-1}))
                 permuted = np.random.default_rng(run_seed).permutation(ys)
