@@ -114,3 +114,50 @@ def test_parameter_and_data_errors() -> None:
         PCAProbe().fit(np.ones((5, 3), dtype=np.float32), y[:5])
     with pytest.raises(ProbeParameterError, match="at least 2 rows"):
         PCAProbe().fit(X[:1], y[:1])
+
+
+def test_components_are_explained_by_labels_and_metadata() -> None:
+    from scipy.stats import f_oneway, spearmanr
+
+    from embedforensics.probes.pca import eta_squared
+
+    rng = np.random.default_rng(0)
+    n = 200
+    year = rng.integers(1990, 2020, n)
+    party = rng.choice(["x", "y"], n)
+    y = np.repeat(np.array(["a", "b"]), n // 2)
+    X = rng.normal(size=(n, 6)) * 0.3
+    X[:, 0] += 4.0 * (y == "b")                  # PC1: the label
+    X[:, 1] += 0.15 * (year - year.mean())       # PC2: the year (numeric)
+    texts = [f"text {i}" for i in range(n)]
+    meta = {"year": year.tolist(), "party": party.tolist(),
+            "row_id": [f"id{i}" for i in range(n)],  # > MAX_CATEGORIES values: skipped
+            "sparse": [None] * n}
+    result = PCAProbe(n_components=3, n_interpret=2).fit(X, y, texts=texts,
+                                                         meta=meta).result_
+    rows = result.tables["pc_associations"]["rows"]
+    assert {r[1] for r in rows} == {"label", "text length (chars)", "meta: year",
+                                    "meta: party"}
+    first = {r[0]: r for r in rows[::-1]}  # strongest row per component (rows sorted)
+    assert first["PC1"][1] == "label" and first["PC1"][3] > 0.9
+    assert first["PC2"][1] == "meta: year" and abs(first["PC2"][3]) > 0.8
+    scores = result.to_dict()  # JSON-ready
+    assert scores["tables"]["pc_examples"]["rows"][0][:2] == ["PC1", "low"]
+    assert "PC1 is most associated with label" in result.summary
+    # the statistics against scipy on one row
+    pc1 = PCAProbe(n_components=3).fit(X, y).pca_.transform(X)[:, 0]
+    label_row = next(r for r in rows if r[0] == "PC1" and r[1] == "label")
+    eta2, p = eta_squared(pc1, y)
+    assert label_row[3] == pytest.approx(eta2)
+    assert p == pytest.approx(f_oneway(pc1[y == "a"], pc1[y == "b"]).pvalue)
+    year_row = next(r for r in rows if r[0] == "PC1" and r[1] == "meta: year")
+    assert year_row[3] == pytest.approx(spearmanr(pc1, year).statistic)
+    assert eta_squared(np.array([1.0, 2, 3, 4]), np.array(["u", "u", "v", "v"]))[0] == \
+        pytest.approx(0.8)  # between 4 * 1.0 of total 5.0
+
+
+def test_no_interpretation_when_asked_for_none() -> None:
+    X = np.random.default_rng(1).normal(size=(30, 4))
+    y = np.array(["a", "b"] * 15)
+    result = PCAProbe(n_components=2, n_interpret=0).fit(X, y).result_
+    assert "pc_associations" not in result.tables
