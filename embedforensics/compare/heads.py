@@ -200,6 +200,12 @@ class Scorer:
     _tokenizer: Any = field(default=None, repr=False)
     _load: Any = field(default=None, repr=False)
 
+    def torch_module(self) -> tuple[Any, Any]:
+        """``(module, tokenizer)`` (tokenizer None for a head), loading the weights if needed."""
+        if self._module is None and self._load is not None:
+            self._module, self._tokenizer = self._load()
+        return self._module, self._tokenizer
+
     def logits(self, *, X: np.ndarray | None = None, texts: list[str] | None = None,
                batch_size: int = 32, max_length: int | None = None) -> np.ndarray:
         import torch

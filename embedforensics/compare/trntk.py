@@ -102,6 +102,52 @@ class HFClassifierLogits(nn.Module):
             kwargs["attention_mask"] = (1.0 - keep) * torch.finfo(dtype).min
         return self.model(**kwargs).logits
 
+    trims_padding = True  # trailing all-masked columns of a batch may be dropped
+
+    def gradient_split(self, names: Sequence[str]) -> tuple[Any, nn.Module] | None:
+        """``(prefix, suffix)`` with ``suffix(prefix(x)) == self(x)``, or None.
+
+        Why: when only the last transformer blocks and the head are differentiated, the blocks
+        before them are a fixed feature extractor. :func:`gradient_features` then runs the
+        prefix once per batch as a plain batched forward (no vmap, no autograd) and
+        differentiates only the suffix, which holds every selected parameter. Implemented for
+        ``BertForSequenceClassification`` (BERT, MiniLM: pooled output → dropout → linear
+        classifier); other models get None and the full model is differentiated.
+        """
+        m = self.model
+        base = getattr(m, "base_model", None)
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if (type(m).__name__ != "BertForSequenceClassification"
+                or not isinstance(layers, nn.ModuleList)
+                or not isinstance(getattr(m, "classifier", None), nn.Linear)
+                or getattr(base, "pooler", None) is None):
+            return None
+        named = dict(self.named_parameters())
+        chosen = {id(named[n]) for n in names}
+        if any(id(p) in chosen for p in base.embeddings.parameters()):
+            return None
+        first = len(layers)
+        for i, layer in enumerate(layers):
+            if any(id(p) in chosen for p in layer.parameters()):
+                first = i
+                break
+        suffix = _BertSuffix(layers[first:], base.pooler, m.dropout, m.classifier)
+        if not chosen <= {id(p) for p in suffix.parameters()}:
+            return None
+
+        def prefix(inputs: Inputs) -> dict[str, torch.Tensor]:
+            kwargs = dict(inputs) if isinstance(inputs, Mapping) else {"input_ids": inputs}
+            ids = kwargs["input_ids"]
+            mask = kwargs.get("attention_mask")
+            if mask is None:
+                mask = torch.ones(ids.shape[:2], dtype=torch.long, device=ids.device)
+                kwargs["attention_mask"] = mask
+            with torch.no_grad():
+                out = base(**kwargs, output_hidden_states=True)
+            return {"hidden_states": out.hidden_states[first], "attention_mask": mask}
+
+        return prefix, suffix
+
     def input_embeddings(self, inputs: Inputs) -> torch.Tensor:
         """Attention-masked mean of the input word embeddings, ``[B, d]`` (embedding kernel)."""
         ids = inputs["input_ids"] if isinstance(inputs, Mapping) else inputs
@@ -111,6 +157,49 @@ class HFClassifierLogits(nn.Module):
         else:
             w = torch.ones_like(emb[..., :1])
         return (emb * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+class _BertSuffix(nn.Module):
+    """The last BERT blocks, pooler, dropout and classifier: ``{hidden_states, attention_mask}
+    -> logits``. Shares (does not copy) the modules of the wrapped model."""
+
+    def __init__(self, layers: nn.ModuleList, pooler: nn.Module, dropout: nn.Module,
+                 classifier: nn.Linear) -> None:
+        super().__init__()
+        self.layers, self.pooler, self.dropout, self.classifier = (
+            layers, pooler, dropout, classifier)
+
+    def forward(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        h = state["hidden_states"]
+        keep = state["attention_mask"][:, None, None, :].to(h.dtype)
+        mask = (1.0 - keep) * torch.finfo(h.dtype).min
+        for layer in self.layers:
+            out = layer(h, mask)
+            h = out[0] if isinstance(out, tuple) else out
+        return self.classifier(self.dropout(self.pooler(h)))
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _trim_padding(inputs: Inputs) -> Inputs:
+    """Drop the trailing columns that are padding (attention mask 0) in every row of a batch.
+
+    Masked positions do not change a masked model's outputs, so a batch padded for a longer
+    sequence elsewhere costs only its own length.
+    """
+    if not isinstance(inputs, Mapping):
+        return inputs
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.dim() != 2 or mask.shape[1] == 0:
+        return inputs
+    used = mask.ne(0).any(0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else 1
+    if length == mask.shape[1]:
+        return inputs
+    width = mask.shape[1]
+    return {k: v[:, :length] if v.dim() >= 2 and v.shape[1] == width else v
+            for k, v in inputs.items()}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -216,8 +305,12 @@ def _projection_chunk(seed: int, index: int, chunk: int, rows: int, k: int, proj
     state = np.random.SeedSequence([int(seed), int(index), int(chunk)]).generate_state(2)
     gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     if projection == "rademacher":
-        r = torch.empty((rows, k), dtype=dtype).bernoulli_(0.5, generator=gen)
-        r.mul_(2.0 / math.sqrt(k)).sub_(1.0 / math.sqrt(k))
+        # random bytes -> 8 signs each through a 256-entry table: ~3x faster than bernoulli_
+        words = (k + 7) // 8
+        byte = torch.randint(0, 256, (rows * words,), generator=gen, dtype=torch.int64)
+        bits = (torch.arange(256)[:, None] >> torch.arange(8)) & 1
+        table = (bits.to(dtype) * 2.0 - 1.0) / math.sqrt(k)
+        r = table[byte].reshape(rows, words * 8)[:, :k]
     else:
         r = torch.randn((rows, k), generator=gen, dtype=dtype).mul_(1.0 / math.sqrt(k))
     return r.to(device)
@@ -228,7 +321,8 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
                       projection_dim: int | None = None, projection: str = "rademacher",
                       seed: int = 0, batch_size: int = 32, chunk_rows: int = 65536,
                       max_bytes: int = 2 << 30,
-                      projection_cache_bytes: int = 1 << 30) -> torch.Tensor:
+                      projection_cache_bytes: int = 1 << 30,
+                      split: bool = True) -> torch.Tensor:
     """Per-example, per-class gradient features ``[n, C', D]`` whose inner products give K0.
 
     ``C' = C`` for ``"trntk"``/``"trntk0"`` and 1 for ``"pntk"`` (gradient of ``Σ_c f_c /
@@ -236,6 +330,10 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
     ``vmap(jacrev(·))`` over ``batch_size`` examples at a time; see the module docstring.
     The projection chunks are regenerated for every batch unless ``P × k`` values fit in
     ``projection_cache_bytes``, in which case they are kept for the call (same values).
+    ``split=True`` lets a model with ``gradient_split`` (:class:`HFClassifierLogits` around a
+    BERT classifier) run the blocks before the selected parameters as a plain batched
+    forward and differentiate only the rest; models with ``trims_padding`` get each batch's
+    trailing padding columns dropped. Neither changes the values.
     """
     if kind not in ("trntk", "trntk0", "pntk"):
         raise ValueError(f"gradient features exist for trntk/trntk0/pntk, not {kind!r}")
@@ -251,16 +349,22 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
     all_params = dict(model.named_parameters())
     device = all_params[names[0]].device
     dtype = all_params[names[0]].dtype
-    trainable = {nm: all_params[nm].detach() for nm in names}
-    frozen = {nm: p.detach() for nm, p in all_params.items() if nm not in trainable}
-    frozen.update(dict(model.named_buffers()))
-    sizes = [trainable[nm].numel() for nm in names]
+    plan = model.gradient_split(names) if split and hasattr(model, "gradient_split") else None
+    prefix, fmodel = (None, model) if plan is None else plan
+    trim = bool(getattr(model, "trims_padding", False))
+    # names as the differentiated module (the model, or its suffix) calls its parameters
+    local = {id(p): nm for nm, p in fmodel.named_parameters()}
+    keys = [local[id(all_params[nm])] for nm in names]
+    trainable = {key: all_params[nm].detach() for key, nm in zip(keys, names, strict=True)}
+    frozen = {nm: p.detach() for nm, p in fmodel.named_parameters() if nm not in trainable}
+    frozen.update(dict(fmodel.named_buffers()))
+    sizes = [trainable[key].numel() for key in keys]
     total = sum(sizes)
 
     def f(theta: dict[str, torch.Tensor], x: Inputs) -> torch.Tensor:
         xb = x.unsqueeze(0) if isinstance(x, torch.Tensor) else {
             k: v.unsqueeze(0) for k, v in x.items()}
-        out = functional_call(model, {**frozen, **theta}, (xb,)).reshape(-1)
+        out = functional_call(fmodel, {**frozen, **theta}, (xb,)).reshape(-1)
         if kind == "pntk":
             return out.sum(0, keepdim=True) / math.sqrt(out.shape[0])
         return out
@@ -275,8 +379,13 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
     try:
         for start in range(0, n, int(batch_size)):
             stop = min(n, start + int(batch_size))
-            x = _to(_slice(inputs, start, stop), device, dtype)
+            x = _slice(inputs, start, stop)
+            if trim:
+                x = _trim_padding(x)
+            x = _to(x, device, dtype)
             with torch.no_grad():
+                if prefix is not None:
+                    x = prefix(x)
                 jac = per_example(trainable, x)
             b = stop - start
             c = next(iter(jac.values())).shape[1]
@@ -292,12 +401,12 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
                 feats = torch.zeros((n, c, dim), dtype=fdtype, device=device)
             if projection_dim is None:
                 feats[start:stop] = torch.cat(
-                    [jac[nm].reshape(b, c, -1).to(torch.float64) for nm in names], dim=2)
+                    [jac[key].reshape(b, c, -1).to(torch.float64) for key in keys], dim=2)
                 continue
             k = int(projection_dim)
             acc = torch.zeros((b * c, k), dtype=dtype, device=device)
-            for index, nm in enumerate(names):
-                g = jac[nm].reshape(b * c, -1)
+            for index, key in enumerate(keys):
+                g = jac[key].reshape(b * c, -1)
                 for chunk, r0 in enumerate(range(0, sizes[index], int(chunk_rows))):
                     r1 = min(sizes[index], r0 + int(chunk_rows))
                     r = cache.get((index, chunk))
@@ -374,15 +483,15 @@ def trntk_kernel(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None = N
                  projection_dim: int | None = None, seed: int = 0, batch_size: int = 32, *,
                  projection: str = "rademacher", normalize: bool | None = None,
                  chunk_rows: int = 65536, max_bytes: int = 2 << 30,
-                 projection_cache_bytes: int = 1 << 30) -> np.ndarray:
+                 projection_cache_bytes: int = 1 << 30, split: bool = True) -> np.ndarray:
     """Kernel matrix ``K[i, j] = k(a_i, b_j)`` as a float64 numpy array ``(len(a), len(b))``.
 
     ``inputs_b=None`` means ``b = a`` (the features are computed once and the result is
     exactly symmetric). ``kind`` in ``("trntk", "trntk0", "pntk", "conjugate", "embedding")``;
     ``params``, ``projection_dim``/``projection``/``seed``/``chunk_rows``/
-    ``projection_cache_bytes`` and ``max_bytes`` act on the gradient kernels only (see the
-    module docstring). ``normalize`` (default: True for ``"trntk"``, else False) divides by
-    ``√(k(a,a) k(b,b))``; a zero-norm point gets 0.
+    ``projection_cache_bytes``, ``max_bytes`` and ``split`` act on the gradient kernels only
+    (see the module docstring and :func:`gradient_features`). ``normalize`` (default: True
+    for ``"trntk"``, else False) divides by ``√(k(a,a) k(b,b))``; a zero-norm point gets 0.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -398,7 +507,7 @@ def trntk_kernel(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None = N
                                  projection_dim=projection_dim, projection=projection,
                                  seed=seed, batch_size=batch_size, chunk_rows=chunk_rows,
                                  max_bytes=max_bytes,
-                                 projection_cache_bytes=projection_cache_bytes)
+                                 projection_cache_bytes=projection_cache_bytes, split=split)
 
     fa = feats(inputs_a)
     fb = fa if inputs_b is None else feats(inputs_b)

@@ -9,7 +9,9 @@ seeded stratified train/test split, and trains every ``heads:`` group, one head 
 with its critical value, accuracy with a Clopper–Pearson CI, churn against each reference
 model and the majority vote, ECE with a reliability diagram, and the eCDFs of candidate,
 reference and optimal trimming. Each candidate group becomes one entry of ``probes`` in
-``results.json``, with its spread (median α̂, fraction flagged) in the metrics.
+``results.json``, with its spread (median α̂, fraction flagged) in the metrics. With a
+``compare.trntk`` section, :mod:`.trntk_workflow` adds a ``trntk`` entry (kernel surrogates,
+faithfulness, attributions and their agreement between models).
 """
 
 from __future__ import annotations
@@ -585,6 +587,14 @@ def run_compare(loaded: LoadedRecipe, output: str | Path | None = None, *,
                             "churn": e["churn"].to_dict(),
                             "calibration": e["calibration"].to_dict()} for e in evals]
     timings["compare"] = time.perf_counter() - t0
+    trntk_prov = None
+    if cmp.trntk is not None and cmp.trntk.enabled:
+        from embedforensics.compare.trntk_workflow import run_trntk
+
+        t0 = time.perf_counter()
+        entry, trntk_prov = run_trntk(loaded, data, ref, cands, data.test_idx)
+        probes.append(entry)
+        timings["trntk"] = time.perf_counter() - t0
 
     records = data.records
     per_source = data.embeddings.provenance["embedding"]["per_source"]
@@ -612,6 +622,7 @@ def run_compare(loaded: LoadedRecipe, output: str | Path | None = None, *,
             "reference_summary": ref_summary,
             "per_model": per_model,
             "soft_output_cache": str(cache.root) if cache else None,
+            "trntk": trntk_prov,
         },
     }
     results = Results(

@@ -14,6 +14,7 @@ from embedforensics.compare import (
     compare_attributions,
     faithfulness,
     fit_kglm,
+    gradient_features,
     kernel_contributions,
     naive_trntk_kernel,
     network_probabilities,
@@ -104,6 +105,30 @@ def test_tiny_hf_classifier_matches_naive_loop(tiny_bert, kind: str, params: obj
     assert model.training
     model.eval()
     assert _rel(fast, slow) < RTOL
+
+
+@pytest.mark.parametrize("params", [["layer.1", "classifier"], "head", ["layer.0", "pooler"]])
+def test_hf_prefix_split_and_padding_trim_give_the_same_kernel(tiny_bert, params) -> None:
+    model, inputs = tiny_bert
+    names = select_parameters(model, params)
+    plan = model.gradient_split(names)
+    assert plan is not None  # the BERT suffix holds every selected parameter
+    prefix, suffix = plan
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(suffix(prefix(inputs)), model(inputs), rtol=1e-10,
+                                   atol=1e-10)
+    # extra all-padding columns and a split prefix change nothing
+    padded = {"input_ids": torch.cat([inputs["input_ids"], torch.zeros(5, 4).long()], 1),
+              "attention_mask": torch.cat([inputs["attention_mask"],
+                                           torch.zeros(5, 4).long()], 1)}
+    split = trntk_kernel(model, padded, kind="trntk0", params=params, batch_size=2)
+    whole = gradient_features(model, inputs, kind="trntk0", params=params, split=False)
+    whole_k = (whole.reshape(5, -1) @ whole.reshape(5, -1).T).numpy()
+    assert _rel(split, whole_k) < RTOL
+    assert _rel(split, naive_trntk_kernel(model, inputs, kind="trntk0", params=params)) < RTOL
+    # a selected embedding parameter cannot be split off: the whole model is used
+    assert model.gradient_split(select_parameters(model, "all")) is None
 
 
 def test_hf_wrapper_mask_matches_plain_model(tiny_bert) -> None:
