@@ -136,4 +136,5 @@ def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
         "revision": resolved.revision,
         "pooling": spec.pooling, "normalize": spec.normalize, "prefix": spec.prefix,
         "max_length": spec.max_length, "dtype": spec.dtype,
+        **({"layers": spec.layers} if spec.layers else {}),
     }, sort_keys=True)

@@ -42,6 +42,18 @@ class ModelSpec(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
     trust_remote_code: bool = False
+    layers: list[int] | None = Field(
+        None, min_length=1, description="Hidden layers to pool, from one forward pass: "
+        "0 = embedding output, -1 = last layer (e.g. [-1, -4, 6]); one embedding set each.")
+    max_tokens_per_batch: int | None = Field(
+        None, ge=1, description="Also bound each batch's padded tokens (rows x longest "
+        "row); default: only batch_size bounds it.")
+    device_map: str | None = Field(
+        None, description="'auto' (or 'balanced', 'sequential'): spread a model too big "
+        "for one device with accelerate's big-model inference; overrides 'device'.")
+    shard_rows: int = Field(
+        10_000, ge=1, description="Rows per cache shard: a killed run resumes at the "
+        "first missing shard; tokens are held for one shard at a time.")
 
 
 class WhereClause(_Strict):
