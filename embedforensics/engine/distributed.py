@@ -9,9 +9,10 @@ indices are exactly ``0..n-1`` once each turns any mismatch into an error. Becau
 batch holds the same rows whatever the number of processes, N processes give the same
 embeddings as one, bit for bit, in the same order.
 
-Launch with ``accelerate launch [--cpu] --num_processes N -m embedforensics run RECIPE``
-(or ``embedforensics run --num-processes N RECIPE``). Without a launcher there is one
-process and nothing here communicates.
+Launch with ``accelerate launch --multi_gpu --num_processes N -m embedforensics run RECIPE``
+on GPUs, ``ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node N -m embedforensics
+run RECIPE`` on the CPU, or ``embedforensics run --num-processes N RECIPE``, which picks
+one of the two. Without a launcher there is one process and nothing here communicates.
 """
 
 from __future__ import annotations
@@ -21,13 +22,53 @@ from typing import Any
 import numpy as np
 
 
+def accelerate_state() -> Any:
+    """accelerate's ``PartialState``, on the CPU when asked (``ACCELERATE_USE_CPU=1``).
+
+    accelerate only sets up CPU processes (gloo) when the state is created with
+    ``cpu=True``; the launchers say so through ``ACCELERATE_USE_CPU``. Several processes
+    and no GPU also mean the CPU.
+    """
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU")
+    if not cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        cpu = not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
+def launch_command(n_processes: int, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command (and extra environment) that runs ``embedforensics ARGS`` in N processes.
+
+    With GPUs: ``accelerate launch --multi_gpu``. On the CPU, accelerate's own launcher
+    needs MPI for more than one process, so torch's ``torchrun`` starts them and
+    ``ACCELERATE_USE_CPU=1`` tells accelerate to join them with gloo.
+    """
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", str(n_processes), "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "embedforensics",
+               *args]
+        return cmd, {}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", str(n_processes), "-m", "embedforensics", *args]
+    return cmd, {"ACCELERATE_USE_CPU": "1"}
+
+
 class Workers:
     """This process's place among the accelerate processes (one when not launched)."""
 
     def __init__(self) -> None:
-        from accelerate import PartialState
-
-        self.state = PartialState()
+        self.state = accelerate_state()
         self.rank = int(self.state.process_index)
         self.world = int(self.state.num_processes)
 

@@ -42,9 +42,9 @@ def pick_device(requested: str = "auto") -> str:
     """'auto' → accelerate's choice for this process (cuda, mps, or cpu)."""
     if requested != "auto":
         return requested
-    from accelerate import PartialState
+    from embedforensics.engine.distributed import accelerate_state
 
-    return str(PartialState().device)
+    return str(accelerate_state().device)
 
 
 def pool(hidden: Any, mask: Any, how: str, pooler_output: Any = None) -> Any:
@@ -196,8 +196,10 @@ class HFTextEmbedder:
             "n_parameters": int(sum(p.numel() for p in self._model.parameters())),
             "dtype": self.dtype,
             "device": str(self.device),
-            "device_map": ({k: str(v) for k, v in device_map.items()}
-                           if self.device_map is not None and device_map else None),
+            "device_map": None if self.device_map is None else {
+                "requested": self.device_map,
+                "placement": ({k: str(v) for k, v in device_map.items()} if device_map
+                              else {"": str(self.device)})},
             "attn_implementation": getattr(config, "_attn_implementation", None),
             "pooling": self.pooling,
             "normalize": self.normalize,
