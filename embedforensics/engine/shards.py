@@ -87,7 +87,8 @@ class ShardedEntry:
         self.tensors = list(tensors)
         self.ranges = shard_ranges(n_rows, shard_rows)
         self.shard_rows = shard_rows
-        self._manifest: dict[str, Any] | None = None
+        # read now: a completed entry's own shard size decides the row ranges
+        self._manifest: dict[str, Any] | None = self.read_manifest()
 
     @property
     def manifest_path(self) -> Path:
