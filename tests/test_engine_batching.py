@@ -235,3 +235,17 @@ def test_bfloat16_is_recorded_and_close(tiny_bert):
     assert X.dtype == np.float32 and half.info()["dtype"] == "bfloat16"
     cos = (X * plain).sum(1)
     assert cos.min() > 0.98
+
+
+@pytest.mark.parametrize("max_padding", [0.0, 0.1, 0.5])
+def test_max_padding_bounds_padding_in_every_batch(max_padding):
+    lengths = np.random.default_rng(7).integers(1, 256, size=300)
+    batches = plan_batches(lengths, batch_size=32, max_padding=max_padding)
+    _brute_force_ok(lengths, batches, 32, 10**9)
+    for b in batches:
+        padded = len(b) * lengths[b].max()
+        assert padded - lengths[b].sum() <= max_padding * padded + 1e-9
+    assert padded_tokens(lengths, batches) <= padded_tokens(
+        lengths, plan_batches(lengths, batch_size=32))
+    with pytest.raises(ValueError):
+        plan_batches(lengths, batch_size=4, max_padding=1.0)

@@ -22,20 +22,27 @@ T = TypeVar("T")
 
 
 def plan_batches(lengths: Sequence[int] | np.ndarray, *, batch_size: int,
-                 max_tokens: int | None = None) -> list[np.ndarray]:
+                 max_tokens: int | None = None, max_padding: float | None = None
+                 ) -> list[np.ndarray]:
     """Cut ``range(len(lengths))`` into batches of indices, longest inputs first.
 
     Every batch holds at most ``batch_size`` rows and, when ``max_tokens`` is given, at
     most ``max_tokens`` padded tokens (rows x the batch's longest row); a single row longer
-    than ``max_tokens`` gets a batch of its own. The sort is stable, so ties keep input
+    than ``max_tokens`` gets a batch of its own. With ``max_padding`` (a fraction in
+    [0, 1)) a batch also ends before a row shorter than ``(1 - max_padding)`` times its
+    longest row, so padding is at most that fraction of every batch: a few more, smaller
+    batches instead of computing on padding. The sort is stable, so ties keep input
     order and the plan is deterministic.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1; got {max_tokens}")
+    if max_padding is not None and not 0 <= max_padding < 1:
+        raise ValueError(f"max_padding must be in [0, 1); got {max_padding}")
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
+    descending = -lengths[order]  # ascending, for searchsorted
     batches: list[np.ndarray] = []
     start = 0
     n = len(order)
@@ -44,6 +51,11 @@ def plan_batches(lengths: Sequence[int] | np.ndarray, *, batch_size: int,
         rows = batch_size
         if max_tokens is not None:
             rows = max(1, min(rows, max_tokens // longest))
+        if max_padding is not None:
+            # rows with length >= (1 - max_padding) * longest, i.e. -length <= -bound
+            bound = (1.0 - max_padding) * longest
+            stop = int(np.searchsorted(descending, -bound, side="right"))
+            rows = max(1, min(rows, stop - start))
         batches.append(order[start:start + rows])
         start += rows
     return batches

@@ -63,7 +63,8 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
         normalize=spec.normalize, prefix=spec.prefix, max_length=spec.max_length,
         batch_size=spec.batch_size, dtype=spec.dtype, device=spec.device,
         trust_remote_code=spec.trust_remote_code, layers=spec.layers,
-        max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map)
+        max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map,
+        max_padding=spec.max_padding)
 
 
 def tensor_names(spec: ModelSpec) -> list[str]:

@@ -86,7 +86,8 @@ class HFTextEmbedder:
                  normalize: bool = True, prefix: str = "", max_length: int | None = None,
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
                  trust_remote_code: bool = False, layers: list[int] | None = None,
-                 max_tokens_per_batch: int | None = None, device_map: str | None = None):
+                 max_tokens_per_batch: int | None = None, device_map: str | None = None,
+                 max_padding: float | None = None):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if layers is not None and not layers:
@@ -108,6 +109,7 @@ class HFTextEmbedder:
         self.trust_remote_code = trust_remote_code
         self.layers = list(layers) if layers is not None else None
         self.max_tokens_per_batch = max_tokens_per_batch
+        self.max_padding = max_padding
         self.device_map = device_map
         self._model: Any = None
         self._tokenizer: Any = None
@@ -208,6 +210,7 @@ class HFTextEmbedder:
             "layers": self.layer_names or None,
             "batch_size": self.batch_size,
             "max_tokens_per_batch": self.max_tokens_per_batch,
+            "max_padding": self.max_padding,
             "commit": getattr(config, "_commit_hash", None),
         }
 
@@ -237,7 +240,8 @@ class HFTextEmbedder:
         stats.n_truncated = int(sum(n > max_len for n in lengths))
         stats.n_tokens = int(capped.sum())
         batches = plan_batches(capped, batch_size=self.batch_size,
-                               max_tokens=self.max_tokens_per_batch)
+                               max_tokens=self.max_tokens_per_batch,
+                               max_padding=self.max_padding)
         stats.n_batches = len(batches)
         stats.n_padded_tokens = padded_tokens(capped, batches)
         return batches, stats
