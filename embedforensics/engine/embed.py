@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from embedforensics.engine.cache import cache_key
-from embedforensics.models.resolve import ResolvedModel, settings_key
+from embedforensics.models.resolve import ResolvedModel, effective_spec, settings_key
 from embedforensics.recipe.schema import ModelSpec
 from embedforensics.sources.base import Records
 
@@ -154,6 +154,7 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
     from embedforensics.engine.shards import ShardedEntry, shard_ranges
 
     workers = Workers()
+    spec, _ = effective_spec(spec, resolved)  # fill "auto" settings (model family rules)
     settings = settings_key(spec, resolved)
     names = tensor_names(spec)
     keys = [cache_key(settings, s.fingerprint) for s in records.sources]
