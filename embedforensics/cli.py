@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                                               "runs/<name>)")
     p_run.add_argument("--no-cache", action="store_true", help="do not read or write the "
                                                                "embedding cache")
+    p_run.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="embed with N data-parallel processes: re-launches this command "
+                            "under 'accelerate launch' (on the CPU when there is no GPU)")
 
     p_val = sub.add_parser("validate", help="check a recipe without loading any model and print "
                                             "it resolved")
@@ -62,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     recipe_args(p_embed)
     p_embed.add_argument("--output", "-o", required=True, help="output folder")
     p_embed.add_argument("--no-cache", action="store_true")
+    p_embed.add_argument("--num-processes", type=int, default=None, metavar="N",
+                         help="as for 'run'")
 
     p_heads = sub.add_parser("heads", help="classifier heads on cached embeddings (for "
                                            "'compare')")
@@ -83,11 +88,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _relaunch(argv: Sequence[str], n: int) -> int:
+    """Run this same command again under ``accelerate launch`` with ``n`` processes."""
+    import subprocess
+
+    if n < 1:
+        raise UserError(f"--num-processes must be at least 1; got {n}.")
+    rest: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            rest.append(arg)
+    from embedforensics.engine.distributed import launch_command
+
+    cmd, env = launch_command(n, rest)
+    print("launching: " + " ".join(f"{k}={v}" for k, v in env.items()) + " "
+          + " ".join(cmd[2:]), file=sys.stderr)
+    return subprocess.run(cmd, check=False, env={**os.environ, **env}).returncode
+
+
+def _secondary_process() -> bool:
+    """True in an accelerate worker other than the main one (it embeds, then stops)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    from embedforensics.engine.distributed import accelerate_state
+
+    if accelerate_state().is_main_process:
+        return False
+    logging.getLogger().setLevel(logging.WARNING)  # one process reports
+    return True
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from embedforensics.recipe import load_recipe
-    from embedforensics.runner import run
+    from embedforensics.runner import embed, run
 
     loaded = load_recipe(args.recipe, args.overrides)
+    if _secondary_process():  # share the embedding; the main process does the rest
+        embed(loaded, use_cache=not args.no_cache, progress=False)
+        return 0
     result = run(loaded, output=args.output, use_cache=not args.no_cache,
                  progress=not args.quiet)
     out = result.output_dir
@@ -104,12 +147,21 @@ def _headline(result) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from embedforensics.models.resolve import effective_spec, resolve_model
     from embedforensics.recipe import dump_recipe, load_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
     for override in loaded.overrides:
         print(f"# override: {override}", file=sys.stderr)
-    sys.stdout.write(dump_recipe(loaded.recipe))
+    # show the model settings that will be used: "auto" ones filled by the family rule
+    resolved = resolve_model(loaded.recipe.model, base_dir=loaded.base_dir,
+                             file=loaded.file_of("model.id"), fingerprint=False)
+    model, auto = effective_spec(loaded.recipe.model, resolved,
+                                 file=loaded.file_of("model.pooling"))
+    sys.stdout.write(dump_recipe(loaded.recipe.model_copy(update={"model": model})))
+    if auto:
+        print(f"# model family '{resolved.family}' set: "
+              + ", ".join(f"{k}={v!r}" for k, v in auto.items()), file=sys.stderr)
     print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, "
           f"{len(loaded.recipe.probes)} probes)", file=sys.stderr)
     return 0
@@ -121,6 +173,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from embedforensics.runner import embed
 
     loaded = load_recipe(args.recipe, args.overrides)
+    if _secondary_process():
+        embed(loaded, use_cache=not args.no_cache, progress=False)
+        return 0
     embeddings = embed(loaded, use_cache=not args.no_cache, progress=not args.quiet)
     paths = export_embeddings(embeddings, args.output)
     print(f"Wrote {len(embeddings)} embeddings ({embeddings.X.shape[1]}-d) to "
@@ -207,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "transformers", "sentence_transformers", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        n = getattr(args, "num_processes", None)
+        if n is not None and n != 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return _relaunch(list(sys.argv[1:] if argv is None else argv), n)
         return _COMMANDS[args.command](args)
     except UserError as exc:
         if args.debug:

@@ -86,21 +86,39 @@ def test_changed_settings_or_texts_miss_the_cache(write_recipe):
 
 
 def test_corrupt_or_mismatched_cache_entry_is_recomputed(write_recipe, caplog):
+    import json
+
+    from embedforensics.engine.shards import ShardedEntry
+
     loaded = load_recipe(write_recipe())
     first = embed(loaded, progress=False)
     per_source = first.provenance["embedding"]["per_source"]
-    cache = EmbeddingCache(first.provenance["embedding"]["cache_dir"])
-    # truncate one entry (a crash mid-write on a filesystem without atomic rename)
-    path = cache.path_for(per_source["animals"]["cache_key"])
-    path.write_bytes(path.read_bytes()[:100])
-    # and overwrite the other with a valid file holding the wrong texts' fingerprint
-    key_b = per_source["finance"]["cache_key"]
-    cache.save(key_b, np.zeros((10, 32), np.float32), text_fingerprint="other", info={})
+    root = first.provenance["embedding"]["cache_dir"]
+
+    def entry(source):
+        return ShardedEntry(root, per_source[source]["cache_key"], n_rows=10,
+                            shard_rows=10_000, text_fingerprint="", tensors=["embeddings"])
+
+    # truncate one shard (a crash mid-write on a filesystem without atomic rename)
+    shard = entry("animals").dir / "shard-00000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:100])
+    # and make the other entry's manifest claim different texts
+    manifest_path = entry("finance").manifest_path
+    manifest = json.loads(manifest_path.read_text())
+    manifest["text_fingerprint"] = "other"
+    manifest_path.write_text(json.dumps(manifest))
     again = embed(loaded, progress=False)
     status = {k: v["cache"] for k, v in again.provenance["embedding"]["per_source"].items()}
     assert status == {"animals": "computed", "finance": "computed"}
     np.testing.assert_allclose(again.X, first.X, atol=1e-6)
-    assert "unreadable" in caplog.text and "texts differ" in caplog.text
+    assert "sha256 differs" in caplog.text and "text_fingerprint" in caplog.text
+
+
+def test_old_single_file_cache_api_still_works(tmp_path):
+    """EmbeddingCache stays for other users of one-file entries (compare's soft outputs)."""
+    cache = EmbeddingCache(tmp_path)
+    cache.save("cd" * 32, np.ones((2, 2), np.float32), text_fingerprint="f", info={})
+    assert cache.load("cd" * 32, expected_rows=2, text_fingerprint="g") is None
 
 
 def test_no_cache_writes_nothing(write_recipe, tmp_path):

@@ -1,13 +1,21 @@
-"""The embedding stage: records in, an :class:`EmbeddingSet` out, through the cache.
+"""The embedding stage: records in, an :class:`EmbeddingSet` out, through the shard cache.
 
 Each source is cached separately (key = model fingerprint + embedding settings + the exact
-texts), so adding a source to a recipe re-embeds only that source. The model is loaded
-only when some source misses the cache.
+texts), so adding a source to a recipe re-embeds only that source. A source is embedded
+shard by shard (``model.shard_rows`` rows each): only one shard's tokens are held at a
+time, each finished shard is written to disk at once (:mod:`embedforensics.engine.shards`),
+and a run that is killed resumes at the first missing shard. Under ``accelerate launch``
+every process runs its share of each shard's batches and the rows are gathered by index
+(:mod:`embedforensics.engine.distributed`); only the main process writes the cache. The
+model is loaded only when some shard misses the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from embedforensics.engine.cache import EmbeddingCache, cache_key
-from embedforensics.models.resolve import ResolvedModel, settings_key
+from embedforensics.engine.cache import cache_key
+from embedforensics.models.resolve import ResolvedModel, effective_spec, settings_key
 from embedforensics.recipe.schema import ModelSpec
 from embedforensics.sources.base import Records
 
 log = logging.getLogger(__name__)
 
+# results larger than this (bytes, all layers) are assembled in memory-mapped .npy files
+MMAP_BYTES_DEFAULT = 4 << 30
+
 
 @dataclass
 class EmbeddingSet:
-    """Embeddings of every record, in record order, with labels, ids and provenance."""
+    """Embeddings of every record, in record order, with labels, ids and provenance.
+
+    ``per_layer`` maps each layer in ``model.layers`` as written (``"-1"``, ``"6"``) to its
+    float32 [n, d] array, and ``X`` is the first of them; without ``layers`` it is empty.
+    """
 
     X: np.ndarray
     labels: np.ndarray
@@ -47,55 +62,175 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
         resolved.location, revision=resolved.revision, pooling=spec.pooling,
         normalize=spec.normalize, prefix=spec.prefix, max_length=spec.max_length,
         batch_size=spec.batch_size, dtype=spec.dtype, device=spec.device,
-        trust_remote_code=spec.trust_remote_code)
+        trust_remote_code=spec.trust_remote_code, layers=spec.layers,
+        max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map,
+        max_padding=spec.max_padding)
+
+
+def tensor_names(spec: ModelSpec) -> list[str]:
+    """Names of the stored tensors: 'embeddings', or 'layer.<L>' for each requested layer."""
+    return [f"layer.{layer}" for layer in spec.layers] if spec.layers else ["embeddings"]
+
+
+def _as_tensors(result: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """An embedder's output (an array, or a dict per layer) keyed by tensor name."""
+    if isinstance(result, dict):
+        tensors = {f"layer.{k}": np.asarray(v, dtype=np.float32) for k, v in result.items()}
+    else:
+        tensors = {names[0]: np.asarray(result, dtype=np.float32)}
+    if sorted(tensors) != sorted(names):
+        raise RuntimeError(f"the embedder returned {sorted(tensors)}, expected {names}")
+    return tensors
+
+
+def _stats_info(stats: Any) -> dict[str, Any]:
+    lengths = getattr(stats, "token_lengths", None) or []
+    return {"n_tokens": int(stats.n_tokens), "n_truncated": int(stats.n_truncated),
+            "sum_tokens": int(sum(lengths)), "n_batches": int(getattr(stats, "n_batches", 0)),
+            "n_padded_tokens": int(getattr(stats, "n_padded_tokens", 0)),
+            "oom_splits": int(getattr(stats, "oom_splits", 0))}
+
+
+def _encode_shard(embedder: Any, texts: list[str], names: list[str], workers: Any,
+                  progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Embed one shard's texts, split across the accelerate processes when there are several."""
+    if workers.world == 1:
+        result, stats = embedder.encode(texts, progress=progress)
+        return _as_tensors(result, names), _stats_info(stats)
+    if hasattr(embedder, "plan") and hasattr(embedder, "encode_batches"):
+        from embedforensics.engine.batching import assign_batches
+
+        batches, stats = embedder.plan(texts)
+        capped = np.minimum(np.asarray(stats.token_lengths, dtype=np.int64),
+                            embedder.effective_max_length)
+        mine = [batches[j] for j in assign_batches(batches, capped, workers.world)
+                [workers.rank]]
+        index, parts = embedder.encode_batches(texts, mine, progress=progress, stats=stats)
+        empty = np.zeros((0, _hidden(embedder)), np.float32)
+        local = {name: parts.get("" if name == "embeddings" else name.removeprefix("layer."),
+                                 empty) for name in names}
+    else:  # other embedder families: a strided share of the rows
+        index = np.arange(workers.rank, len(texts), workers.world, dtype=np.int64)
+        result, stats = embedder.encode([texts[i] for i in index], progress=progress)
+        local = _as_tensors(result, names)
+    gathered = workers.gather_rows(index, local, len(texts))
+    return gathered, _stats_info(stats)
+
+
+def _hidden(embedder: Any) -> int:
+    model = getattr(embedder, "_model", None)
+    return int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
+
+
+class _Assembly:
+    """The output arrays (one per tensor), in memory or memory-mapped when large."""
+
+    def __init__(self, n_rows: int, names: list[str], scratch: Path | None, tag: str):
+        self.n_rows, self.names, self.scratch, self.tag = n_rows, names, scratch, tag
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def put(self, row0: int, tensors: dict[str, np.ndarray]) -> None:
+        if not self.arrays:
+            limit = int(os.environ.get("EMBEDFORENSICS_MMAP_BYTES", MMAP_BYTES_DEFAULT))
+            total = sum(self.n_rows * t.shape[1] * 4 for t in tensors.values())
+            for name, t in tensors.items():
+                shape = (self.n_rows, t.shape[1])
+                if total > limit:
+                    folder = self.scratch or Path(tempfile.gettempdir()) / "embedforensics"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path = folder / f"{self.tag}.{name}.npy"
+                    self.arrays[name] = np.lib.format.open_memmap(
+                        path, mode="w+", dtype=np.float32, shape=shape)
+                else:
+                    self.arrays[name] = np.empty(shape, dtype=np.float32)
+        for name, t in tensors.items():
+            self.arrays[name][row0:row0 + t.shape[0]] = t
 
 
 def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
                   cache_dir: str | Path | None, progress: bool = True) -> EmbeddingSet:
-    """Embed all sources, reading and writing the cache unless ``cache_dir`` is None."""
-    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    """Embed all sources, reading and writing the shard cache unless ``cache_dir`` is None."""
+    from embedforensics.engine.distributed import Workers
+    from embedforensics.engine.shards import ShardedEntry, shard_ranges
+
+    workers = Workers()
+    spec, _ = effective_spec(spec, resolved)  # fill "auto" settings (model family rules)
     settings = settings_key(spec, resolved)
+    names = tensor_names(spec)
+    keys = [cache_key(settings, s.fingerprint) for s in records.sources]
+    tag = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+    out = _Assembly(len(records), names, Path(cache_dir).expanduser() / "assembled"
+                    if cache_dir is not None else None, tag)
     embedder = None
     model_info: dict[str, Any] | None = None
-    parts: list[np.ndarray] = []
     per_source: dict[str, Any] = {}
-    for source in records.sources:
+    row0 = 0
+    for source, key in zip(records.sources, keys, strict=True):
         started = time.perf_counter()
-        key = cache_key(settings, source.fingerprint)
-        hit = cache.load(key, expected_rows=len(source), text_fingerprint=source.fingerprint) \
-            if cache is not None else None
-        if hit is not None:
-            array, info = hit
-            status = "cache hit"
-        else:
-            if embedder is None:
-                embedder = make_embedder(spec, resolved).load()
-                model_info = embedder.info()
-            array, stats = embedder.encode(source.texts, progress=progress)
-            info = {"n_tokens": stats.n_tokens, "n_truncated": stats.n_truncated,
-                    "max_length": embedder.effective_max_length,
-                    "mean_tokens": float(np.mean(stats.token_lengths)) if source.texts else 0.0,
-                    "model": model_info}
-            status = "computed"
-            if cache is not None:
-                cache.save(key, array, text_fingerprint=source.fingerprint, info=info)
+        entry = (ShardedEntry(cache_dir, key, n_rows=len(source), shard_rows=spec.shard_rows,
+                              text_fingerprint=source.fingerprint, tensors=names)
+                 if cache_dir is not None else None)
+        ranges = entry.ranges if entry is not None else shard_ranges(len(source),
+                                                                     spec.shard_rows)
+        infos: list[dict[str, Any]] = []
+        reused = computed = 0
+        for i, (start, stop) in enumerate(ranges):
+            tensors = entry.load_shard(i) if entry is not None else None
+            # every process must take the same branch: the main process decides
+            hit = workers.broadcast(tensors is not None)
+            if hit and tensors is None:
+                raise RuntimeError(f"cache shard {i} of {key} is readable by the main "
+                                   "process but not by this one")
+            if hit:
+                reused += 1
+                infos.append(entry.manifest["shards"][str(i)].get("info", {}))  # type: ignore[union-attr]
+                model_info = model_info or entry.manifest.get("model")  # type: ignore[union-attr]
+            else:
+                if embedder is None:
+                    embedder = make_embedder(spec, resolved).load()
+                    model_info = embedder.info()
+                tensors, info = _encode_shard(embedder, source.texts[start:stop], names,
+                                              workers, progress)
+                infos.append(info)
+                computed += 1
+                if entry is not None and workers.is_main:
+                    entry.write_shard(i, tensors, info=info, model=model_info)
+            out.put(row0 + start, tensors)
+        workers.wait()
+        n_tok = sum(int(x.get("n_tokens", 0)) for x in infos)
+        status = ("cache hit" if computed == 0 else "computed" if reused == 0
+                  else f"resumed ({reused} of {len(ranges)} shards from the cache)")
         per_source[source.source_id] = {
             "cache": status, "cache_key": key, "rows": len(source),
             "seconds": round(time.perf_counter() - started, 3),
-            **{k: v for k, v in info.items() if k != "model"},
+            "shards": len(ranges), "shards_reused": reused, "shards_computed": computed,
+            "n_tokens": n_tok,
+            "n_truncated": sum(int(x.get("n_truncated", 0)) for x in infos),
+            "n_padded_tokens": sum(int(x.get("n_padded_tokens", 0)) for x in infos),
+            "oom_splits": sum(int(x.get("oom_splits", 0)) for x in infos),
+            "max_length": (model_info or {}).get("max_length"),
+            "mean_tokens": (sum(int(x.get("sum_tokens", 0)) for x in infos) / len(source)
+                            if len(source) else 0.0),
         }
-        model_info = model_info or info.get("model")
         log.info("embedded %s: %d rows (%s)", source.source_id, len(source), status)
-        parts.append(array)
-    X = np.concatenate(parts, axis=0) if parts else np.zeros((0, 0), dtype=np.float32)
+        row0 += len(source)
+    arrays = out.arrays or {n: np.zeros((0, 0), dtype=np.float32) for n in names}
+    per_layer = ({str(layer): arrays[f"layer.{layer}"] for layer in spec.layers}
+                 if spec.layers else {})
+    X = arrays[names[0]]
     return EmbeddingSet(
         X=X, labels=records.labels, ids=records.ids, source_ids=records.source_ids,
-        texts=records.texts,
+        texts=records.texts, per_layer=per_layer,
         provenance={"model": {"id": spec.id, "location": resolved.location,
                               "source": resolved.source, "revision": resolved.revision,
                               "fingerprint": resolved.fingerprint,
                               "config_sha256": resolved.config_hash,
                               "commit": resolved.commit, **(model_info or {})},
                     "embedding": {"dim": int(X.shape[1]) if X.ndim == 2 else 0,
+                                  "layers": [str(x) for x in spec.layers] if spec.layers
+                                  else None,
+                                  "processes": workers.world,
+                                  "shard_rows": spec.shard_rows,
                                   "per_source": per_source,
-                                  "cache_dir": str(cache.root) if cache else None}})
+                                  "cache_dir": str(Path(cache_dir).expanduser())
+                                  if cache_dir is not None else None}})

@@ -1,8 +1,11 @@
 """Hugging Face text encoders: AutoTokenizer + AutoModel, pooled to one vector per text.
 
-What a sentence-transformers user expects, with two differences: batches are sorted by
-*token* length (not characters), and the number of inputs cut at ``max_length`` is counted
-and reported. Runs under ``torch.inference_mode``; embeddings come back in input order.
+What a sentence-transformers user expects, with these differences: batches are sorted by
+*token* length (not characters) and bounded by a token budget as well as a count
+(:mod:`embedforensics.engine.batching`); a batch that runs out of memory is split and
+retried; several hidden layers can be pooled from one forward pass (``layers``); the
+number of inputs cut at ``max_length`` is counted and reported. Runs under
+``torch.inference_mode``; embeddings come back in input order.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +33,8 @@ class EncodeStats:
     n_tokens: int = 0
     n_truncated: int = 0
     n_batches: int = 0
+    n_padded_tokens: int = 0
+    oom_splits: int = 0
     token_lengths: list[int] = field(default_factory=list)
 
 
@@ -37,9 +42,9 @@ def pick_device(requested: str = "auto") -> str:
     """'auto' → accelerate's choice for this process (cuda, mps, or cpu)."""
     if requested != "auto":
         return requested
-    from accelerate import PartialState
+    from embedforensics.engine.distributed import accelerate_state
 
-    return str(PartialState().device)
+    return str(accelerate_state().device)
 
 
 def pool(hidden: Any, mask: Any, how: str, pooler_output: Any = None) -> Any:
@@ -68,14 +73,30 @@ def pool(hidden: Any, mask: Any, how: str, pooler_output: Any = None) -> Any:
 
 
 class HFTextEmbedder:
-    """Embed texts with any Hugging Face encoder (AutoModel) and a pooling rule."""
+    """Embed texts with any Hugging Face encoder or decoder (AutoModel) and a pooling rule.
+
+    ``layers`` (e.g. ``[-1, -4, 6]``) pools those entries of ``hidden_states`` (0 = the
+    embedding layer's output, -1 = the last layer) from one forward pass; ``encode`` then
+    returns a dict from each layer as written (``"-1"``, ``"6"``) to its [n, d] array.
+    ``device_map`` (e.g. ``"auto"``) loads the model with accelerate's big-model inference,
+    spread over the available devices, instead of moving it to one ``device``.
+    """
 
     def __init__(self, location: str, *, revision: str | None = None, pooling: str = "mean",
                  normalize: bool = True, prefix: str = "", max_length: int | None = None,
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, layers: list[int] | None = None,
+                 max_tokens_per_batch: int | None = None, device_map: str | None = None,
+                 max_padding: float | None = None):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+        if layers is not None and not layers:
+            raise UserError("model.layers must list at least one layer (or be left out).",
+                            key="model.layers")
+        if layers is not None and pooling == "pooler":
+            raise UserError("pooling 'pooler' uses the model's pooler head, which exists only "
+                            "for the last layer; use 'mean', 'cls' or 'last_token' with "
+                            "layers.", key="model.pooling")
         self.location = location
         self.revision = revision
         self.pooling = pooling
@@ -86,6 +107,10 @@ class HFTextEmbedder:
         self.dtype = dtype
         self.device = device
         self.trust_remote_code = trust_remote_code
+        self.layers = list(layers) if layers is not None else None
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.max_padding = max_padding
+        self.device_map = device_map
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -101,6 +126,8 @@ class HFTextEmbedder:
                                   "trust_remote_code": self.trust_remote_code}
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(self.location, **kwargs)
+            if self.device_map is not None:  # accelerate's big-model inference
+                kwargs["device_map"] = self.device_map
             dtype = getattr(torch, self.dtype)
             try:
                 model = AutoModel.from_pretrained(self.location, dtype=dtype,
@@ -113,12 +140,33 @@ class HFTextEmbedder:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"could not load model '{self.location}': {first}",
                             key="model.id") from None
-        self.device = pick_device(self.device)
-        self._model = model.to(self.device).eval()
+        if self.device_map is not None:
+            # accelerate placed the weights; inputs go where the embeddings live
+            self.device = str(model.get_input_embeddings().weight.device)
+            self._model = model.eval()
+        else:
+            self.device = pick_device(self.device)
+            self._model = model.to(self.device).eval()
         if self._tokenizer.pad_token is None:
             # decoder tokenizers often lack one; any id works because the mask hides it
             self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
+        if self.layers is not None:
+            self._check_layers()
         return self
+
+    def _check_layers(self) -> None:
+        n_states = int(getattr(self._model.config, "num_hidden_layers", 0)) + 1
+        bad = [layer for layer in self.layers or [] if not -n_states <= layer < n_states]
+        if bad:
+            raise UserError(
+                f"model.layers {bad} out of range: this model has {n_states - 1} layers, so "
+                f"layers run from {-n_states} to {n_states - 1} (0 = embedding output, "
+                "-1 = last layer).", key="model.layers")
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The keys of the per-layer output: each requested layer as written."""
+        return [str(layer) for layer in self.layers] if self.layers is not None else []
 
     @property
     def effective_max_length(self) -> int:
@@ -139,9 +187,10 @@ class HFTextEmbedder:
         return int(min(candidates)) if candidates else 512
 
     def info(self) -> dict[str, Any]:
-        """Provenance: model class, size, dtype, device, attention, pooling, max length."""
+        """Provenance: model class, size, dtype, device(s), attention, pooling, max length."""
         self.load()
         config = self._model.config
+        device_map = getattr(self._model, "hf_device_map", None)
         return {
             "model_class": type(self._model).__name__,
             "model_type": getattr(config, "model_type", None),
@@ -149,11 +198,19 @@ class HFTextEmbedder:
             "n_parameters": int(sum(p.numel() for p in self._model.parameters())),
             "dtype": self.dtype,
             "device": str(self.device),
+            "device_map": None if self.device_map is None else {
+                "requested": self.device_map,
+                "placement": ({k: str(v) for k, v in device_map.items()} if device_map
+                              else {"": str(self.device)})},
             "attn_implementation": getattr(config, "_attn_implementation", None),
             "pooling": self.pooling,
             "normalize": self.normalize,
             "prefix": self.prefix,
             "max_length": self.effective_max_length,
+            "layers": self.layer_names or None,
+            "batch_size": self.batch_size,
+            "max_tokens_per_batch": self.max_tokens_per_batch,
+            "max_padding": self.max_padding,
             "commit": getattr(config, "_commit_hash", None),
         }
 
@@ -168,40 +225,102 @@ class HFTextEmbedder:
                                   verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
-    def encode(self, texts: list[str], *, progress: bool = True
-               ) -> tuple[np.ndarray, EncodeStats]:
-        """Embed ``texts`` in input order; float32 [n, d]."""
-        import torch
-        from tqdm.auto import tqdm
+    def plan(self, texts: list[str]) -> tuple[list[np.ndarray], EncodeStats]:
+        """Token lengths and the batch plan for ``texts`` (no model call)."""
+        from embedforensics.engine.batching import padded_tokens, plan_batches
 
         self.load()
         stats = EncodeStats(n_texts=len(texts))
         if not texts:
-            hidden = getattr(self._model.config, "hidden_size", 0)
-            return np.zeros((0, hidden), dtype=np.float32), stats
+            return [], stats
         max_len = self.effective_max_length
         lengths = self.token_lengths(texts)
+        capped = np.minimum(np.asarray(lengths), max_len)
         stats.token_lengths = lengths
         stats.n_truncated = int(sum(n > max_len for n in lengths))
-        stats.n_tokens = int(sum(min(n, max_len) for n in lengths))
-        order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first: OOM early
-        out: np.ndarray | None = None
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        stats.n_tokens = int(capped.sum())
+        batches = plan_batches(capped, batch_size=self.batch_size,
+                               max_tokens=self.max_tokens_per_batch,
+                               max_padding=self.max_padding)
         stats.n_batches = len(batches)
+        stats.n_padded_tokens = padded_tokens(capped, batches)
+        return batches, stats
+
+    def _forward(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """One batch through the model: pooled float32 vectors per output layer."""
+        import torch
+
+        enc = self._tokenizer([self.prefix + t for t in texts], padding=True,
+                              truncation=True, max_length=self.effective_max_length,
+                              return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        if self.layers is None:
+            outputs = self._model(**enc)
+            states = {"": outputs.last_hidden_state}
+        else:
+            outputs = self._model(**enc, output_hidden_states=True)
+            hidden = outputs.hidden_states
+            states = {str(layer): hidden[layer] for layer in self.layers}
+        out: dict[str, np.ndarray] = {}
+        for name, hidden_state in states.items():
+            mask = enc["attention_mask"].to(hidden_state.device)
+            vectors = pool(hidden_state, mask, self.pooling,
+                           getattr(outputs, "pooler_output", None)).float()
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+            out[name] = vectors.cpu().numpy()
+        return out
+
+    def encode_batches(self, texts: list[str], batches: list[np.ndarray], *,
+                       progress: bool = False, stats: EncodeStats | None = None
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Run the given batches (index arrays into ``texts``).
+
+        Returns the row indices in the order computed and, per output layer ("" when no
+        layers were asked for), the vectors in that same order. A batch that runs out of
+        memory is halved and retried (``stats.oom_splits`` counts it).
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        from embedforensics.engine.batching import run_splitting_on_oom
+
+        self.load()
+        counter: dict[str, Any] = {}
+        done: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
         with torch.inference_mode():
-            for batch in tqdm(batches, desc="embedding", unit="batch", disable=not progress
-                              or None, leave=False):
-                enc = self._tokenizer([self.prefix + texts[i] for i in batch], padding=True,
-                                      truncation=True, max_length=max_len, return_tensors="pt")
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                outputs = self._model(**enc)
-                hidden = outputs.last_hidden_state
-                vectors = pool(hidden, enc["attention_mask"], self.pooling,
-                               getattr(outputs, "pooler_output", None)).float()
-                if self.normalize:
-                    vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-                array = vectors.cpu().numpy()
-                if out is None:
-                    out = np.empty((len(texts), array.shape[1]), dtype=np.float32)
-                out[batch] = array
-        return cast(np.ndarray, out), stats  # texts is non-empty, so out was filled
+            for batch in tqdm(batches, desc="embedding", unit="batch",
+                              disable=not progress or None, leave=False):
+                done += run_splitting_on_oom(
+                    np.asarray(batch), lambda b: self._forward([texts[i] for i in b]),
+                    counter)
+        if stats is not None:
+            stats.oom_splits += int(counter.get("oom_splits", 0))
+        if not done:
+            return np.zeros(0, dtype=np.int64), {}
+        index = np.concatenate([rows for rows, _ in done]).astype(np.int64)
+        names = list(done[0][1])
+        return index, {name: np.concatenate([part[name] for _, part in done], axis=0)
+                       for name in names}
+
+    def encode(self, texts: list[str], *, progress: bool = True
+               ) -> tuple[np.ndarray | dict[str, np.ndarray], EncodeStats]:
+        """Embed ``texts`` in input order.
+
+        float32 [n, d]; or, when ``layers`` is set, a dict from each layer as written
+        (``"-1"``, ``"6"``) to a float32 [n, d] array.
+        """
+        self.load()
+        batches, stats = self.plan(texts)
+        if not texts:
+            hidden = int(getattr(self._model.config, "hidden_size", 0) or 0)
+            empty = np.zeros((0, hidden), dtype=np.float32)
+            return ({name: empty.copy() for name in self.layer_names} if self.layers
+                    is not None else empty), stats
+        index, parts = self.encode_batches(texts, batches, progress=progress, stats=stats)
+        ordered: dict[str, np.ndarray] = {}
+        for name, values in parts.items():
+            out = np.empty((len(texts), values.shape[1]), dtype=np.float32)
+            out[index] = values
+            ordered[name] = out
+        return (ordered if self.layers is not None else ordered[""]), stats

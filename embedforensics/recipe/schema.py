@@ -32,9 +32,14 @@ class ModelSpec(_Strict):
         "(as in from_pretrained)."
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    pooling: Literal["mean", "cls", "pooler", "last_token"] = "mean"
-    normalize: bool = Field(True, description="L2-normalise each embedding.")
-    prefix: str = Field("", description="Text prepended to every input, e.g. 'query: ' for e5.")
+    # None = "auto": filled per model family at resolve time (embedforensics.models.defaults)
+    pooling: Literal["mean", "cls", "pooler", "last_token"] | None = Field(
+        None, description="Default: the model family's rule (mean; last_token for decoders).")
+    normalize: bool | None = Field(
+        None, description="L2-normalise each embedding. Default: the family's rule (true).")
+    prefix: str | None = Field(
+        None, description="Text prepended to every input. Default: the family's rule "
+        "('query: ' for e5 models, else '').")
     max_length: int | None = Field(
         None, ge=1, description="Truncate inputs to this many tokens (default: model limit)."
     )
@@ -42,6 +47,21 @@ class ModelSpec(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', 'mps'.")
     trust_remote_code: bool = False
+    layers: list[int] | None = Field(
+        None, min_length=1, description="Hidden layers to pool, from one forward pass: "
+        "0 = embedding output, -1 = last layer (e.g. [-1, -4, 6]); one embedding set each.")
+    max_tokens_per_batch: int | None = Field(
+        None, ge=1, description="Also bound each batch's padded tokens (rows x longest "
+        "row); default: only batch_size bounds it.")
+    max_padding: float | None = Field(
+        0.1, ge=0, lt=1, description="End a batch before a row that would make padding "
+        "more than this fraction of it (inputs are sorted by tokens); null: no limit.")
+    device_map: str | None = Field(
+        None, description="'auto' (or 'balanced', 'sequential'): spread a model too big "
+        "for one device with accelerate's big-model inference; overrides 'device'.")
+    shard_rows: int = Field(
+        10_000, ge=1, description="Rows per cache shard: a killed run resumes at the "
+        "first missing shard; tokens are held for one shard at a time.")
 
 
 class WhereClause(_Strict):

@@ -1,0 +1,202 @@
+"""A crash-safe, sharded store of embeddings: one folder per cache entry.
+
+Why shards: a corpus of millions of rows takes hours to embed; a crash must cost at most
+the shard in flight, and memory must not grow with the corpus. Each cache entry (one
+source under one set of embedding settings, keyed as in :mod:`embedforensics.engine.cache`)
+is a folder of fixed-size row shards plus a manifest that lists the shards completed::
+
+    <cache>/shards/<key[:2]>/<key>/
+        manifest.json               see below; rewritten (atomically) after every shard
+        shard-00000.safetensors     rows [0, shard_rows), float32 tensors:
+                                    "embeddings" [rows, d], or one "layer.<L>" per layer
+        shard-00001.safetensors     rows [shard_rows, 2 * shard_rows), ...
+
+``manifest.json`` holds ``format`` ("embedforensics-shards-v1"), ``key``,
+``text_fingerprint`` (sha256 of the source's texts), ``n_rows``, ``shard_rows``,
+``n_shards``, ``tensors`` (the tensor names), ``model`` (provenance) and ``shards``: for
+each completed shard, by its number as a string, ``file``, ``start``, ``stop``, ``sha256``
+(of the file's bytes) and ``info`` (token counts). Rows of shard ``i`` are rows
+``start:stop`` of the source, in record order. Read it without embedforensics::
+
+    import json, safetensors.numpy, numpy as np
+    m = json.load(open(f"{entry}/manifest.json"))
+    X = np.concatenate([safetensors.numpy.load_file(f"{entry}/{m['shards'][str(i)]['file']}")
+                        ["embeddings"] for i in range(m["n_shards"])])
+
+Crash safety: a shard is written to a temporary file in the same folder, fsynced and moved
+into place with ``os.replace``; only then is the manifest (also written via a temporary file
+and ``os.replace``) updated to list it. A process killed at any moment therefore leaves
+either a shard listed with its complete bytes, or a shard not listed (recomputed on the next
+run). Loading re-checks the manifest's key, fingerprint and shape and each shard's sha256,
+size and values, so a mismatched, truncated or corrupt shard is recomputed, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT = "embedforensics-shards-v1"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n_rows)`` in shards of ``shard_rows``."""
+    return [(s, min(s + shard_rows, n_rows)) for s in range(0, n_rows, shard_rows)]
+
+
+class ShardedEntry:
+    """One cache entry: the shards of one source's embeddings and their manifest."""
+
+    def __init__(self, root: str | Path, key: str, *, n_rows: int, shard_rows: int,
+                 text_fingerprint: str, tensors: list[str]):
+        self.root = Path(root).expanduser()
+        self.key = key
+        self.dir = self.root / "shards" / key[:2] / key
+        self.n_rows = n_rows
+        self.text_fingerprint = text_fingerprint
+        self.tensors = list(tensors)
+        self.ranges = shard_ranges(n_rows, shard_rows)
+        self.shard_rows = shard_rows
+        # read now: a completed entry's own shard size decides the row ranges
+        self._manifest: dict[str, Any] | None = self.read_manifest()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def _fresh_manifest(self) -> dict[str, Any]:
+        return {"format": SHARD_FORMAT, "key": self.key, "text_fingerprint":
+                self.text_fingerprint, "n_rows": self.n_rows, "n_shards": len(self.ranges),
+                "tensors": self.tensors, "model": None, "shards": {}}
+
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest on disk if it matches this entry; else an empty one (logged)."""
+        path = self.manifest_path
+        fresh = self._fresh_manifest()
+        fresh["shard_rows"] = self.shard_rows
+        if not path.is_file():
+            return fresh
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("cache manifest %s is unreadable (%s); recomputing its shards",
+                        path, exc)
+            return fresh
+        problems = [k for k in ("format", "key", "text_fingerprint", "n_rows", "tensors")
+                    if manifest.get(k) != fresh[k]]
+        if problems:
+            log.warning("cache manifest %s does not match (%s); recomputing its shards",
+                        path, ", ".join(problems))
+            return fresh
+        if manifest.get("shard_rows") != self.shard_rows:
+            # a completed entry is valid whatever its shard size; a partial one is resumed
+            # only with the same shard boundaries
+            if len(manifest.get("shards", {})) == manifest.get("n_shards"):
+                self.ranges = shard_ranges(self.n_rows, int(manifest["shard_rows"]))
+                self.shard_rows = int(manifest["shard_rows"])
+                return manifest
+            log.info("cache entry %s was started with %s rows per shard, now %d; starting "
+                     "it again", self.dir, manifest.get("shard_rows"), self.shard_rows)
+            return fresh
+        return manifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            self._manifest = self.read_manifest()
+        return self._manifest
+
+    def completed(self) -> set[int]:
+        return {int(i) for i in self.manifest.get("shards", {})}
+
+    def load_shard(self, i: int) -> dict[str, np.ndarray] | None:
+        """Shard ``i``'s tensors, or None when missing or not exactly right (logged)."""
+        record = self.manifest.get("shards", {}).get(str(i))
+        if record is None:
+            return None
+        path = self.dir / record["file"]
+        start, stop = self.ranges[i]
+        problems: list[str] = []
+        try:
+            if _sha256(path) != record.get("sha256"):
+                problems.append("sha256 differs")
+            else:
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="np") as fh:
+                    meta = dict(fh.metadata() or {})
+                    arrays = {name: fh.get_tensor(name) for name in self.tensors}
+        except Exception as exc:  # noqa: BLE001 - any unreadable shard is recomputed
+            problems.append(f"unreadable ({exc})")
+        if not problems:
+            if meta.get("key") != self.key or meta.get("shard") != str(i):
+                problems.append("key mismatch")
+            if (record.get("start"), record.get("stop")) != (start, stop):
+                problems.append("row range differs")
+            for name, array in arrays.items():
+                if array.ndim != 2 or array.shape[0] != stop - start:
+                    problems.append(f"{name} shape {array.shape} for {stop - start} rows")
+                elif array.dtype != np.float32 or not np.isfinite(array).all():
+                    problems.append(f"{name} non-finite or non-float32 values")
+        if problems:
+            log.warning("cache shard %s does not match (%s); recomputing it", path,
+                        ", ".join(problems))
+            self.manifest.get("shards", {}).pop(str(i), None)
+            return None
+        return arrays
+
+    def write_shard(self, i: int, arrays: dict[str, np.ndarray], *, info: dict[str, Any],
+                    model: dict[str, Any] | None = None) -> Path:
+        """Write shard ``i`` atomically, then list it in the manifest (also atomically)."""
+        from safetensors.numpy import save
+
+        start, stop = self.ranges[i]
+        if sorted(arrays) != sorted(self.tensors):
+            raise ValueError(f"shard tensors {sorted(arrays)} != {sorted(self.tensors)}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"shard-{i:05d}.safetensors"
+        data = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()},
+                    metadata={"format": SHARD_FORMAT, "key": self.key, "shard": str(i),
+                              "start": str(start), "stop": str(stop)})
+        path = self.dir / name
+        _atomic_write_bytes(path, data)
+        manifest = self.manifest
+        if model is not None and manifest.get("model") is None:
+            manifest["model"] = model
+        manifest["shards"][str(i)] = {"file": name, "start": start, "stop": stop,
+                                      "sha256": hashlib.sha256(data).hexdigest(),
+                                      "info": info}
+        _atomic_write_bytes(self.manifest_path,
+                            json.dumps(manifest, indent=1, sort_keys=True,
+                                       default=str).encode("utf-8"))
+        return path
