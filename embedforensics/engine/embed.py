@@ -39,8 +39,13 @@ class EmbeddingSet:
 
 
 def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
-    """The embedder for a model spec (text encoders here; other families plug in later)."""
+    """The embedder for a model spec: image-text models (CLIP/SigLIP/DFN) or text encoders."""
+    from embedforensics.models.clip import make_image_text_embedder
     from embedforensics.models.hf_encoder import HFTextEmbedder
+
+    image_text = make_image_text_embedder(spec, resolved)
+    if image_text is not None:
+        return image_text
 
     return HFTextEmbedder(
         resolved.location, revision=resolved.revision, pooling=spec.pooling,
@@ -70,10 +75,16 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
             if embedder is None:
                 embedder = make_embedder(spec, resolved).load()
                 model_info = embedder.info()
-            array, stats = embedder.encode(source.texts, progress=progress)
+            if source.modality == "image":  # the image tower (models/clip.py)
+                from embedforensics.models.clip import encode_source_images
+
+                array, stats = encode_source_images(embedder, source, progress=progress)
+            else:
+                array, stats = embedder.encode(source.texts, progress=progress)
             info = {"n_tokens": stats.n_tokens, "n_truncated": stats.n_truncated,
-                    "max_length": embedder.effective_max_length,
-                    "mean_tokens": float(np.mean(stats.token_lengths)) if source.texts else 0.0,
+                    "max_length": embedder.effective_max_length, "modality": source.modality,
+                    "mean_tokens": float(np.mean(stats.token_lengths))
+                    if stats.token_lengths else 0.0,
                     "model": model_info}
             status = "computed"
             if cache is not None:

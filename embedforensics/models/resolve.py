@@ -18,6 +18,9 @@ from embedforensics.errors import UserError
 from embedforensics.recipe.schema import ModelSpec
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# small files besides config.json that change what a model computes (image preprocessing,
+# open_clip's architecture + preprocess config)
+_CONFIG_FILES = ("open_clip_config.json", "preprocessor_config.json", "processor_config.json")
 _FULL_HASH_LIMIT = 2 << 30  # hash whole weight files up to 2 GiB; larger ones are sampled
 
 
@@ -32,6 +35,7 @@ class ResolvedModel:
     source: str  # "bundled", "local" or "hub"
     config_hash: str | None = None
     commit: str | None = None
+    pretrained: str | None = None  # open_clip: the pretrained tag or checkpoint file
 
 
 def _file_digest(path: Path) -> str:
@@ -56,7 +60,8 @@ def directory_fingerprint(path: Path) -> tuple[str, str | None]:
     config_hash = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
     h.update((config_hash or "").encode())
     for f in sorted(path.rglob("*")):
-        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name.startswith("tokenizer")):
+        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name.startswith("tokenizer")
+                            or f.name in _CONFIG_FILES):
             h.update(str(f.relative_to(path)).encode())
             h.update(_file_digest(f).encode())
     return h.hexdigest(), config_hash
@@ -91,6 +96,11 @@ def resolve_model(spec: ModelSpec, *, base_dir: Path, file: str | None = None,
     from embedforensics.registry import MODELS
 
     mid = spec.id
+    from embedforensics.models.clip import is_open_clip_id, resolve_open_clip
+
+    if is_open_clip_id(mid):
+        return resolve_open_clip(spec, base_dir=base_dir, file=file, key=key,
+                                 fingerprint=fingerprint)
     if mid.startswith("bundled:"):
         MODELS.check(mid, file=file, key=key)
         try:
@@ -131,7 +141,10 @@ def check_model_available(spec: ModelSpec, *, base_dir: Path, file: str | None, 
 
 def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
     """Everything that changes an embedding, as a stable JSON string for cache keys."""
+    from embedforensics.models.clip import image_text_settings
+
     return json.dumps({
+        **image_text_settings(spec, resolved),
         "model": resolved.fingerprint or resolved.location,
         "revision": resolved.revision,
         "pooling": spec.pooling, "normalize": spec.normalize, "prefix": spec.prefix,
