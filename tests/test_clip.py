@@ -55,6 +55,7 @@ def _records(tmp_path: Path, model_id: str, sources: list[dict], **model) -> tup
     from embedforensics.runner import embed
     from embedforensics.sources import load_sources
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({
         "version": 1, "name": "img", "model": {"id": model_id, "batch_size": 3, **model},
@@ -163,8 +164,6 @@ def test_image_folder_and_hf_dataset_sources(oc_dir, tmp_path):
     assert sorted(by_source["folder"].texts) == names
     assert sorted(by_source["glob"].texts) == names
     assert by_source["parquet"].meta["name"] == [p.name for p in photos]
-    fps = {s.fingerprint for s in records.sources}
-    assert len({sorted_fp for sorted_fp in fps}) >= 1
     # same images -> same vectors whatever the source type (match rows by file content)
     vec = {}
     for s, lo in zip(records.sources, np.cumsum([0] + [len(s) for s in records.sources])):

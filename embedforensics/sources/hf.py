@@ -196,7 +196,9 @@ def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] 
 def check_columns(columns: list[str], spec: SourceSpec, *, file: str | None, key: str,
                   where_from: str) -> None:
     """Raise a UserError naming the first column the recipe uses that is missing."""
-    wanted = [("image_column", spec.image_column) if spec.modality == "image"
+    image = spec.modality == "image" or (spec.modality is None and spec.text_column not in
+                                          columns and spec.image_column in columns)
+    wanted = [("image_column", spec.image_column) if image
               else ("text_column", spec.text_column)]
     if spec.id_column:
         wanted.append(("id_column", spec.id_column))
