@@ -166,7 +166,8 @@ def test_image_folder_and_hf_dataset_sources(oc_dir, tmp_path):
     assert by_source["parquet"].meta["name"] == [p.name for p in photos]
     # same images -> same vectors whatever the source type (match rows by file content)
     vec = {}
-    for s, lo in zip(records.sources, np.cumsum([0] + [len(s) for s in records.sources])):
+    starts = np.cumsum([0] + [len(s) for s in records.sources])[:-1]
+    for s, lo in zip(records.sources, starts, strict=True):
         for j, ref in enumerate(s.images):
             vec.setdefault(ref.sha256, []).append(emb.X[lo + j])
     assert len(vec) == 4
