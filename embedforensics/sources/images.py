@@ -110,16 +110,3 @@ def image_fingerprint(images: list[ImageRef]) -> str:
         h.update(bytes.fromhex(ref.sha256))
     return h.hexdigest()
 
-
-def thumbnail_data_uri(ref: ImageRef, size: int = 64) -> str | None:
-    """A small PNG thumbnail as a ``data:`` URI for reports, or None if it cannot be made."""
-    import base64
-
-    try:
-        im = ref.open_rgb()
-    except UserError:
-        return None
-    im.thumbnail((size, size))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
