@@ -75,6 +75,14 @@ def build_tiny_hf_clip(path: Path, *, kind: str = "clip", seed: int = 0) -> Path
         CLIPModel(config).eval().save_pretrained(path)
         CLIPImageProcessor(size={"shortest_edge": 16},
                            crop_size={"height": 16, "width": 16}).save_pretrained(path)
+    elif kind == "siglip2":
+        from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+        vision.pop("image_size")
+        vision["num_patches"] = 4
+        config = Siglip2Config(text_config=text, vision_config=vision)
+        Siglip2Model(config).eval().save_pretrained(path)
+        Siglip2ImageProcessor(patch_size=8, max_num_patches=4).save_pretrained(path)
     else:
         from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 

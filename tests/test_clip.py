@@ -94,23 +94,29 @@ def test_open_clip_local_dir_matches_open_clip(oc_dir, tmp_path):
     assert info["family"] == "open_clip" and "Normalize" in info["image_preprocess"]
 
 
-@pytest.mark.parametrize("kind", ["clip", "siglip"])
-def test_transformers_models_match_transformers(kind, hf_clip_dir, siglip_dir, tmp_path):
+@pytest.fixture(scope="module")
+def siglip2_dir(tmp_path_factory) -> Path:
+    return build_tiny_hf_clip(tmp_path_factory.mktemp("hf") / "tiny-siglip2", kind="siglip2")
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2"])
+def test_transformers_models_match_transformers(kind, request, tmp_path):
     import torch
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    folder = hf_clip_dir if kind == "clip" else siglip_dir
+    folder = request.getfixturevalue({"clip": "hf_clip_dir", "siglip": "siglip_dir",
+                                      "siglip2": "siglip2_dir"}[kind])
     photos = skimage_photos()
     emb, _ = _records(tmp_path, str(folder), _image_sources(photos))
     model = AutoModel.from_pretrained(folder).eval()
     processor = AutoImageProcessor.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    padding = "max_length" if kind == "siglip" else True
+    padding = "max_length" if kind.startswith("siglip") else True
     with torch.no_grad():
-        pixels = processor(images=[Image.open(p).convert("RGB") for p in photos],
-                           return_tensors="pt")["pixel_values"]
-        ref_img = model.get_image_features(pixel_values=pixels)
+        inputs = processor(images=[Image.open(p).convert("RGB") for p in photos],
+                           return_tensors="pt")
+        ref_img = model.get_image_features(**inputs)
         enc = tokenizer(TEXTS, padding=padding, truncation=True, max_length=16,
                         return_tensors="pt", return_token_type_ids=False)
         ref_txt = model.get_text_features(**enc)

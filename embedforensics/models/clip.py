@@ -198,6 +198,9 @@ def make_image_text_embedder(spec: Any, resolved: Any) -> Any | None:
     family = image_text_family(resolved)
     if family is None:
         return None
+    if "pooling" in spec.model_fields_set and spec.pooling != "mean":
+        log.warning("model.pooling '%s' does not apply to image-text models; the embedding is "
+                    "the model's own projection", spec.pooling)
     common = {"normalize": spec.normalize, "prefix": spec.prefix,
               "max_length": spec.max_length, "batch_size": spec.batch_size,
               "dtype": spec.dtype, "device": spec.device}
@@ -539,13 +542,17 @@ class HFImageTextEmbedder(_ImageTextEmbedder):
         return output if torch.is_tensor(output) else output.pooler_output
 
     def _pixels(self, images: list[Any]) -> Any:
-        return self._image_processor(images=images, return_tensors="pt")["pixel_values"]
+        # everything the processor returns: pixel_values, and for SigLIP2 also
+        # pixel_attention_mask and spatial_shapes
+        return dict(self._image_processor(images=images, return_tensors="pt"))
 
     def _image_features(self, pixels: Any) -> Any:
         import torch
 
-        pixels = pixels.to(self.device, dtype=getattr(torch, self.dtype))
-        return self._features(self._model.get_image_features(pixel_values=pixels))
+        dtype = getattr(torch, self.dtype)
+        inputs = {k: v.to(self.device, dtype=dtype) if v.is_floating_point()
+                  else v.to(self.device) for k, v in pixels.items()}
+        return self._features(self._model.get_image_features(**inputs))
 
     def encode(self, texts: list[str], *, progress: bool = True) -> tuple[np.ndarray, Any]:
         """Embed texts with the text tower, in input order (batches sorted by tokens)."""
