@@ -266,6 +266,45 @@ def test_text_only_model_asked_for_images_fails_at_validation(tiny_bert, tmp_pat
     assert err.value.file == str(path) or str(path) in str(err.value)
 
 
+def test_image_column_data_set_with_text_model_fails_at_validation(tiny_bert, tmp_path):
+    import datasets
+
+    from embedforensics.recipe.loader import load_recipe
+
+    photo = skimage_photos()[0]
+    ds = datasets.Dataset.from_dict({"image": [str(photo)]}).cast_column("image",
+                                                                          datasets.Image())
+    ds.to_parquet(str(tmp_path / "imgs.parquet"))
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "name": "img", "model": {"id": str(tiny_bert)},
+        "sources": [{"label": "t", "texts": TEXTS},
+                    {"label": "p", "path": str(tmp_path / "imgs.parquet")}]}),
+        encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        load_recipe(path)
+    assert "text-only model" in str(err.value) and err.value.key == "sources[1]"
+
+
+def test_texts_cannot_be_images():
+    from pydantic import ValidationError
+
+    from embedforensics.recipe.schema import SourceSpec
+
+    with pytest.raises(ValidationError, match="images:"):
+        SourceSpec(label="x", texts=["a"], modality="image")
+
+
+def test_bfloat16_close_to_float32(oc_dir, tmp_path):
+    photos = skimage_photos()[:3]
+    sources = [{"label": "p", "images": [str(p) for p in photos]},
+               {"label": "t", "texts": TEXTS}]
+    full, _ = _records(tmp_path / "a", f"local-dir:{oc_dir}", sources)
+    half, _ = _records(tmp_path / "b", f"local-dir:{oc_dir}", sources, dtype="bfloat16")
+    cos = np.sum(full.X * half.X, axis=1)
+    assert cos.min() > 0.98 and not np.array_equal(full.X, half.X)
+
+
 def test_open_clip_id_errors(tmp_path):
     from embedforensics.models.resolve import resolve_model
     from embedforensics.recipe.schema import ModelSpec

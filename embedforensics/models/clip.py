@@ -213,7 +213,7 @@ def make_image_text_embedder(spec: Any, resolved: Any) -> Any | None:
 def check_image_sources(loaded: Any) -> None:
     """Validation: image sources need an image-text model (nothing is loaded)."""
     from embedforensics.models.resolve import resolve_model
-    from embedforensics.sources.hf import resolve_files
+    from embedforensics.sources.hf import peek_columns, resolve_files
 
     recipe = loaded.recipe
     image_sources = []
@@ -227,6 +227,10 @@ def check_image_sources(loaded: Any) -> None:
                 resolved = resolve_files(src, Path(loaded.base_dir), file=loaded.file_of(key),
                                          key=key)
                 is_image = resolved.builder == "imagefolder"
+                for path in resolved.local_files[:1]:  # an Image column and no text column
+                    columns = peek_columns(path, resolved.builder, resolved.kwargs) or []
+                    is_image = is_image or (src.text_column not in columns
+                                            and src.image_column in columns)
             except UserError:
                 continue  # reported by the source check
         if is_image or src.path == "imagefolder":

@@ -126,6 +126,8 @@ class SourceSpec(_Strict):
             if self.modality == "text":
                 raise ValueError("'images:' holds images; it cannot have modality 'text'")
             object.__setattr__(self, "modality", "image")
+        if self.texts is not None and self.modality == "image":
+            raise ValueError("'texts:' holds texts; list image files under 'images:' instead")
         if self.type is None:
             if self.texts is not None or self.images is not None:
                 inferred = "inline"
