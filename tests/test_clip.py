@@ -92,6 +92,7 @@ def test_open_clip_local_dir_matches_open_clip(oc_dir, tmp_path):
     assert model_prov["texts"]["modality"] == "text"
     info = emb.provenance["model"]
     assert info["family"] == "open_clip" and "Normalize" in info["image_preprocess"]
+    assert len(info["config_sha256"]) == 64 and len(info["fingerprint"]) == 64
 
 
 @pytest.fixture(scope="module")

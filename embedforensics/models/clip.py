@@ -89,7 +89,8 @@ def resolve_open_clip(spec: Any, *, base_dir: Path, file: str | None, key: str,
         if not (path / "open_clip_config.json").is_file():
             what = "does not exist" if not path.is_dir() else "has no open_clip_config.json"
             raise UserError(f"the open_clip folder '{path}' {what}.", file=file, key=key)
-        fp, cfg = directory_fingerprint(path) if fingerprint else ("", None)
+        fp = directory_fingerprint(path)[0] if fingerprint else ""
+        cfg = hashlib.sha256((path / "open_clip_config.json").read_bytes()).hexdigest()
         return ResolvedModel(mid, f"local-dir:{path}", None, fp, "open_clip-local", cfg)
     if scheme == "hf-hub":
         from huggingface_hub import try_to_load_from_cache
