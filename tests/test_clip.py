@@ -361,3 +361,42 @@ def test_open_clip_arch_with_checkpoint_file(oc_dir, tmp_path, monkeypatch):
     ref, _ = _records(tmp_path / "ref", f"local-dir:{oc_dir}", [{"label": "t", "texts": TEXTS}])
     np.testing.assert_allclose(emb.X, ref.X, atol=1e-6)
     assert emb.provenance["model"]["pretrained"].endswith("open_clip_model.safetensors")
+
+
+def _fake_hub_cache(root: Path, repo: str, folder: Path, commit: str = "0" * 40) -> Path:
+    """Lay out ``folder`` as a Hugging Face hub cache entry for ``repo`` (what
+    ``huggingface-cli download`` leaves behind), so offline hub loading can be tested."""
+    import shutil
+
+    entry = root / f"models--{repo.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, entry / "snapshots" / commit)
+    return root
+
+
+def test_open_clip_hf_hub_id_from_the_hub_cache(oc_dir, tmp_path, monkeypatch):
+    """'hf-hub:ORG/REPO' (the DFN path) loads through open_clip's own hub code, offline."""
+    import huggingface_hub.constants
+
+    cache = _fake_hub_cache(tmp_path / "hub", "tiny/open-clip", oc_dir)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    emb, _ = _records(tmp_path / "a", "hf-hub:tiny/open-clip", _image_sources(skimage_photos()))
+    ref, _ = _records(tmp_path / "b", f"local-dir:{oc_dir}", _image_sources(skimage_photos()))
+    np.testing.assert_allclose(emb.X, ref.X, atol=1e-6)
+    prov = emb.provenance["model"]
+    assert prov["source"] == "open_clip-hub" and prov["revision"] == "0" * 40
+
+
+def test_transformers_hub_id_from_the_hub_cache(hf_clip_dir, tmp_path, monkeypatch):
+    """A hub id such as 'openai/clip-vit-base-patch32' is recognised as CLIP from its cached
+    config.json and loaded with AutoModel, offline."""
+    import huggingface_hub.constants
+
+    cache = _fake_hub_cache(tmp_path / "hub", "tiny/clip", hf_clip_dir)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    emb, _ = _records(tmp_path / "a", "tiny/clip", _image_sources(skimage_photos()[:3]))
+    ref, _ = _records(tmp_path / "b", str(hf_clip_dir), _image_sources(skimage_photos()[:3]))
+    np.testing.assert_allclose(emb.X, ref.X, atol=1e-6)
+    assert emb.provenance["model"]["source"] == "hub"
+    assert emb.provenance["model"]["model_class"] == "CLIPModel"
