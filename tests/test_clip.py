@@ -287,6 +287,18 @@ def test_image_column_data_set_with_text_model_fails_at_validation(tiny_bert, tm
     assert "text-only model" in str(err.value) and err.value.key == "sources[1]"
 
 
+def test_pretrained_only_for_open_clip_arch_ids(tiny_bert, tmp_path):
+    from embedforensics.recipe.loader import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "version": 1, "name": "img", "model": {"id": str(tiny_bert), "pretrained": "openai"},
+        "sources": [{"label": "t", "texts": TEXTS}]}), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        load_recipe(path)
+    assert err.value.key == "model.pretrained"
+
+
 def test_texts_cannot_be_images():
     from pydantic import ValidationError
 

@@ -212,11 +212,17 @@ def make_image_text_embedder(spec: Any, resolved: Any) -> Any | None:
 
 
 def check_image_sources(loaded: Any) -> None:
-    """Validation: image sources need an image-text model (nothing is loaded)."""
+    """Validation: image sources need an image-text model, and ``model.pretrained`` an
+    ``open_clip:ARCH`` id (nothing is loaded)."""
     from embedforensics.models.resolve import resolve_model
     from embedforensics.sources.hf import peek_columns, resolve_files
 
     recipe = loaded.recipe
+    if recipe.model.pretrained is not None and not is_open_clip_id(recipe.model.id):
+        raise UserError(f"'model.pretrained' applies only to 'open_clip:ARCH' ids; "
+                        f"'{recipe.model.id}' is loaded with from_pretrained (use "
+                        "model.revision to pick a hub revision).",
+                        file=loaded.file_of("model.pretrained"), key="model.pretrained")
     image_sources = []
     for i, src in enumerate(recipe.sources):
         if src.modality == "text":
