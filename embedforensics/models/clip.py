@@ -362,6 +362,11 @@ class OpenCLIPEmbedder(_ImageTextEmbedder):
         except ImportError:
             raise UserError(f"open_clip models need 'open_clip_torch'; {_OPEN_CLIP_INSTALL}.",
                             key="model.id") from None
+        # open_clip logs a dozen INFO lines per load on the root logger; keep them for --debug
+        root = logging.getLogger()
+        level = root.level
+        if level > logging.DEBUG:
+            root.setLevel(logging.WARNING)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self.location, pretrained=self.pretrained)
@@ -371,6 +376,8 @@ class OpenCLIPEmbedder(_ImageTextEmbedder):
             raise UserError(f"open_clip could not load '{self.location}'"
                             + (f" (pretrained '{self.pretrained}')" if self.pretrained else "")
                             + f": {first}", key="model.id") from None
+        finally:
+            root.setLevel(level)
         self.device = pick_device(self.device)
         self._model = model.to(self.device, dtype=getattr(torch, self.dtype)).eval()
         self._preprocess = preprocess
