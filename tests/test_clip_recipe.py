@@ -40,7 +40,8 @@ def test_image_recipe_runs_end_to_end_with_a_tiny_model(tmp_path):
     assert {p["probe"] for p in results["probes"]} == {"linear", "baselines", "two_sample",
                                                        "cluster", "pca"}
     assert not any(p.get("error") for p in results["probes"])
-    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert "36 images" in (out / "report.md").read_text(encoding="utf-8")
+    assert "36 images" in (out / "report.html").read_text(encoding="utf-8")
     # every image row is fingerprinted by content and points back at its file
     for src in results["data"]["sources"]:
         assert len(src["fingerprint"]) == 64

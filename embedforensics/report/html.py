@@ -11,7 +11,7 @@ import json
 from html import escape
 from typing import Any
 
-from embedforensics.report.format import cell, metric_text, verdict
+from embedforensics.report.format import cell, metric_text, row_noun, verdict
 from embedforensics.report.schema import Results
 
 _CSS = """
@@ -52,7 +52,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     model = r.provenance.get("model", {})
     parts.append(
         f"<p class=muted>Model <b>{escape(str(model.get('id')))}</b> · "
-        f"{r.data.n} texts · labels: "
+        f"{r.data.n} {row_noun(r)} · labels: "
         + escape(", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items()))
         + "</p>")
     parts.append(f"<div class=verdict id=verdict><b>Finding.</b> {escape(verdict(r))}</div>")
