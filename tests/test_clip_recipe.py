@@ -41,7 +41,10 @@ def test_image_recipe_runs_end_to_end_with_a_tiny_model(tmp_path):
                                                        "cluster", "pca"}
     assert not any(p.get("error") for p in results["probes"])
     assert "36 images" in (out / "report.md").read_text(encoding="utf-8")
-    assert "36 images" in (out / "report.html").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "36 images" in html
+    assert html.count("<img class=thumb") == 3 * 6  # example thumbnails per source
+
     # every image row is fingerprinted by content and points back at its file
     for src in results["data"]["sources"]:
         assert len(src["fingerprint"]) == 64

@@ -38,6 +38,7 @@ _BUILDERS = {
     **{ext: "imagefolder" for ext in IMAGE_EXTENSIONS},
 }
 _META_MAX_COLUMNS = 20
+_N_EXAMPLES = 6
 
 
 @dataclass
@@ -392,6 +393,8 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
     images = [make_image_ref(values[i], base_dir=image_base, row=int(i), file=file,
                              key=f"{key}.{'images' if spec.images is not None else 'image_column'}")
               for i in rows]
+    # a few file paths for the report's example thumbnails (made when the report is written)
+    origin = {**origin, "example_images": [r.path for r in images if r.path][:_N_EXAMPLES]}
     return SourceData(
         source_id=str(spec.id), label=spec.label, ids=ids, texts=[r.name for r in images],
         meta=meta, stats=stats, origin=origin, modality="image", images=images)

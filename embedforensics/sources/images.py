@@ -110,3 +110,18 @@ def image_fingerprint(images: list[ImageRef]) -> str:
         h.update(bytes.fromhex(ref.sha256))
     return h.hexdigest()
 
+
+
+def thumbnail_png(path: str, size: int = 72) -> bytes | None:
+    """A small PNG of the image at ``path`` for reports; None if it cannot be read now."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+            return buf.getvalue()
+    except (OSError, ValueError):
+        return None
