@@ -402,8 +402,8 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
 
 def _resolve_modality(spec: SourceSpec, resolved: ResolvedSource, ds: Any, *,
                       file: str | None, key: str) -> SourceSpec:
-    """Settle ``modality`` (image for image folders/files, or for a data set whose only
-    content is an Image column) and make image columns yield bytes/paths, not pixels."""
+    """Settle ``modality``: image for image folders/files, or for a data set with an Image
+    column ``image_column`` and no ``text_column``; text otherwise."""
     import datasets
 
     columns = list(ds.column_names)
