@@ -241,6 +241,24 @@ def test_missing_image_column(oc_dir, tmp_path):
     assert "did you mean" in str(err.value).lower() or "picture" in str(err.value)
 
 
+def test_rows_without_an_image_are_dropped_and_counted(oc_dir, tmp_path):
+    import datasets
+
+    photos = skimage_photos()[:3]
+    ds = datasets.Dataset.from_dict({"image": [str(photos[0]), None, str(photos[2])],
+                                     "n": [0, 1, 2]}).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp_path / "imgs.parquet"))
+    source = {"label": "p", "path": str(tmp_path / "imgs.parquet")}
+    _, rec = _records(tmp_path, f"local-dir:{oc_dir}", [source])
+    s = rec.sources[0]
+    assert s.meta["n"] == [0, 2] and s.stats["removed_empty"] == 1
+    assert [r.sha256 for r in s.images] == [
+        __import__("hashlib").sha256(p.read_bytes()).hexdigest() for p in (photos[0], photos[2])]
+    with pytest.raises(UserError) as err:
+        _records(tmp_path, f"local-dir:{oc_dir}", [{**source, "drop_empty": False}])
+    assert "row 1 has no image" in str(err.value)
+
+
 def test_column_of_image_paths_relative_to_the_data_file(oc_dir, tmp_path):
     photos = skimage_photos()[:2]
     for p in photos:

@@ -379,8 +379,9 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
     if spec.where and not keep.any():
         raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
                         file=file, key=f"{key}.where")
-    empty = np.array([keep[i] and (values[i] is None or values[i] == "") for i in range(n_rows)],
-                     dtype=bool)
+    missing = values.missing() if isinstance(values, ArrowImageColumn) else \
+        np.array([v is None or v == "" for v in values], dtype=bool)
+    empty = keep & missing
     if empty.any() and not spec.drop_empty:
         i = int(np.flatnonzero(empty)[0])
         raise UserError(f"row {i} has no image (set drop_empty: true to drop such rows).",
@@ -398,6 +399,38 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
     return SourceData(
         source_id=str(spec.id), label=spec.label, ids=ids, texts=[r.name for r in images],
         meta=meta, stats=stats, origin=origin, modality="image", images=images)
+
+
+class ArrowImageColumn:
+    """An image column (``{'bytes', 'path'}`` structs or path strings) read row by row from
+    Arrow, so only the rows a source keeps are turned into Python objects."""
+
+    def __init__(self, column: Any):
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, i: int) -> Any:
+        return self._column[int(i)].as_py()
+
+    def missing(self) -> np.ndarray:
+        """True where a row has no image: null, an empty path, or neither bytes nor path."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = self._column
+        out = pc.is_null(col)
+        if pa.types.is_struct(col.type):
+            names = {f.name for f in col.type}
+            if {"bytes", "path"} <= names:
+                no_bytes = pc.is_null(pc.struct_field(col, "bytes"))
+                no_path = pc.or_kleene(pc.is_null(pc.struct_field(col, "path")),
+                                       pc.equal(pc.struct_field(col, "path"), ""))
+                out = pc.or_kleene(out, pc.and_kleene(no_bytes, no_path))
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out = pc.or_kleene(out, pc.equal(col, ""))
+        return np.asarray(pc.fill_null(out, True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _resolve_modality(spec: SourceSpec, resolved: ResolvedSource, ds: Any, *,
@@ -434,11 +467,18 @@ def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | N
 
         if isinstance(ds.features[spec.image_column], datasets.Image):
             ds = ds.cast_column(spec.image_column, datasets.Image(decode=False))
+        if getattr(ds, "_indices", None) is not None:
+            ds = ds.flatten_indices()
         image_base = resolved.local_files[0].parent if resolved.local_files else base_dir
-    elif spec.text_column not in ds.column_names:
-        check_columns(list(ds.column_names), spec, file=file, key=key,
-                      where_from=resolved.description)
-    table = ds.to_dict()
+        # every column but the images as Python lists; images stay in Arrow until the rows
+        # to keep are known, so a large image data set is never held in memory whole
+        table = ds.remove_columns([spec.image_column]).to_dict()
+        table[spec.image_column] = ArrowImageColumn(ds.data.column(spec.image_column))
+    else:
+        if spec.text_column not in ds.column_names:
+            check_columns(list(ds.column_names), spec, file=file, key=key,
+                          where_from=resolved.description)
+        table = ds.to_dict()
     origin = {
         "description": resolved.description,
         "builder": resolved.builder,
