@@ -241,6 +241,26 @@ def test_missing_image_column(oc_dir, tmp_path):
     assert "did you mean" in str(err.value).lower() or "picture" in str(err.value)
 
 
+def test_one_data_set_two_towers(oc_dir, tmp_path):
+    """An image-caption data set: one source embeds its images, another its captions, in
+    the same space; each equals embedding the same content directly."""
+    import datasets
+
+    photos = skimage_photos()[:3]
+    captions = ["a photo of an astronaut", "a cup of coffee", "a cat"]
+    ds = datasets.Dataset.from_dict({"image": [str(p) for p in photos], "caption": captions})
+    ds.cast_column("image", datasets.Image()).to_parquet(str(tmp_path / "pairs.parquet"))
+    data = str(tmp_path / "pairs.parquet")
+    both, rec = _records(tmp_path / "a", f"local-dir:{oc_dir}", [
+        {"id": "pictures", "label": "image", "path": data},  # no 'text' column: images
+        {"id": "captions", "label": "caption", "path": data, "text_column": "caption"}])
+    assert [s.modality for s in rec.sources] == ["image", "text"]
+    direct, _ = _records(tmp_path / "b", f"local-dir:{oc_dir}", [
+        {"label": "image", "images": [str(p) for p in photos]},
+        {"label": "caption", "texts": captions}])
+    np.testing.assert_allclose(both.X, direct.X, atol=1e-6)
+
+
 def test_rows_without_an_image_are_dropped_and_counted(oc_dir, tmp_path):
     import datasets
 
@@ -430,3 +450,12 @@ def test_transformers_hub_id_from_the_hub_cache(hf_clip_dir, tmp_path, monkeypat
     np.testing.assert_allclose(emb.X, ref.X, atol=1e-6)
     assert emb.provenance["model"]["source"] == "hub"
     assert emb.provenance["model"]["model_class"] == "CLIPModel"
+
+
+def test_truncation_at_the_context_length_is_counted(oc_dir, hf_clip_dir, tmp_path):
+    long = " ".join(["the cat sat on the mat"] * 6)  # far over the tiny models' 16 tokens
+    for model_id in (f"local-dir:{oc_dir}", str(hf_clip_dir)):
+        emb, _ = _records(tmp_path / model_id[-8:], model_id,
+                          [{"label": "t", "texts": [long, "a cat"]}])
+        info = emb.provenance["embedding"]["per_source"]["t"]
+        assert info["n_truncated"] == 1 and info["max_length"] == 16, model_id
