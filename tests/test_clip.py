@@ -459,3 +459,14 @@ def test_truncation_at_the_context_length_is_counted(oc_dir, hf_clip_dir, tmp_pa
                           [{"label": "t", "texts": [long, "a cat"]}])
         info = emb.provenance["embedding"]["per_source"]["t"]
         assert info["n_truncated"] == 1 and info["max_length"] == 16, model_id
+
+
+def test_truncated_image_fails_at_decoding_with_its_name(oc_dir, tmp_path):
+    """A file whose header is fine but whose pixels are cut off passes the load-time check
+    and fails when its batch is decoded, still as one sentence naming the file."""
+    data = skimage_photos()[1].read_bytes()  # coffee.png
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(UserError) as err:
+        _records(tmp_path, f"local-dir:{oc_dir}", [{"label": "p", "images": [str(cut)]}])
+    assert "cut.png" in str(err.value)
