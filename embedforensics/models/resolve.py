@@ -19,6 +19,9 @@ from embedforensics.errors import UserError
 from embedforensics.recipe.schema import ModelSpec
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# small files besides config.json that change what a model computes (image preprocessing,
+# open_clip's architecture + preprocess config)
+_CONFIG_FILES = ("open_clip_config.json", "preprocessor_config.json", "processor_config.json")
 _FULL_HASH_LIMIT = 2 << 30  # hash whole weight files up to 2 GiB; larger ones are sampled
 
 
@@ -35,6 +38,7 @@ class ResolvedModel:
     commit: str | None = None
     family: str | None = None  # see embedforensics.models.defaults
     defaults: dict[str, Any] = field(default_factory=dict)  # the family's pooling etc.
+    pretrained: str | None = None  # open_clip: the pretrained tag or checkpoint file
 
 
 def _file_digest(path: Path) -> str:
@@ -65,7 +69,8 @@ def directory_fingerprint(path: Path, *, weights: bool = True) -> tuple[str, str
     if not weights:
         return "", config_hash
     for f in sorted(path.rglob("*")):
-        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name.startswith("tokenizer")):
+        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name.startswith("tokenizer")
+                            or f.name in _CONFIG_FILES):
             h.update(str(f.relative_to(path)).encode())
             h.update(_file_digest(f).encode())
     return h.hexdigest(), config_hash
@@ -101,6 +106,11 @@ def resolve_model(spec: ModelSpec, *, base_dir: Path, file: str | None = None,
     from embedforensics.registry import MODELS
 
     mid = spec.id
+    from embedforensics.models.clip import is_open_clip_id, resolve_open_clip
+
+    if is_open_clip_id(mid):
+        return resolve_open_clip(spec, base_dir=base_dir, file=file, key=key,
+                                 fingerprint=fingerprint)
     if mid.startswith("bundled:"):
         MODELS.check(mid, file=file, key=key)
         entry = MODELS.get(mid)
@@ -196,8 +206,11 @@ def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
 
     "auto" settings are keyed by their effective (family default) values.
     """
+    from embedforensics.models.clip import image_text_settings
+
     spec, _ = effective_spec(spec, resolved)
     return json.dumps({
+        **image_text_settings(spec, resolved),
         "model": resolved.fingerprint or resolved.location,
         "revision": resolved.revision,
         "pooling": spec.pooling, "normalize": spec.normalize, "prefix": spec.prefix,

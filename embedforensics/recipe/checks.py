@@ -84,6 +84,12 @@ def check_source(loaded: LoadedRecipe, index: int) -> None:
             check_columns(columns, spec, file=file, key=key, where_from=f"'{path}'")
 
 
+def check_image_sources(loaded: LoadedRecipe) -> None:
+    from embedforensics.models.clip import check_image_sources as _check
+
+    _check(loaded)
+
+
 def check_recipe(loaded: LoadedRecipe) -> None:
     """Raise one UserError listing every problem found, or return quietly."""
     problems: list[UserError] = []
@@ -92,6 +98,7 @@ def check_recipe(loaded: LoadedRecipe) -> None:
         _collect(problems, lambda i=i: check_source(loaded, i))
     for i in range(len(loaded.recipe.probes)):
         _collect(problems, lambda i=i: check_probe(loaded, i))
+    _collect(problems, lambda: check_image_sources(loaded))
     if len(problems) == 1:
         raise problems[0]
     if problems:

@@ -32,6 +32,10 @@ class ModelSpec(_Strict):
         "(as in from_pretrained)."
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    pretrained: str | None = Field(
+        None, description="open_clip only: the pretrained tag (e.g. 'laion2b_s34b_b79k') or a "
+        "checkpoint file for an 'open_clip:ARCH' model id, as in "
+        "open_clip.create_model_and_transforms(ARCH, pretrained=...).")
     # None = "auto": filled per model family at resolve time (embedforensics.models.defaults)
     pooling: Literal["mean", "cls", "pooler", "last_token"] | None = Field(
         None, description="Default: the model family's rule (mean; last_token for decoders).")
@@ -109,8 +113,16 @@ class SourceSpec(_Strict):
     package: str | None = None
     # inline
     texts: list[str] | None = None
+    images: list[str] | None = Field(
+        None, description="Image file paths (relative to the recipe), embedded with the "
+        "image tower of an image-text model.")
     # columns and selection
     text_column: str = "text"
+    image_column: str = Field(
+        "image", description="Column holding images (an HF Image feature, or file paths).")
+    modality: Literal["text", "image"] | None = Field(
+        None, description="Embed this source's texts (text tower) or images (image tower). "
+        "Default: image for image folders, image files and 'images:', else text.")
     id_column: str | None = None
     where: dict[str, WhereClause] = Field(
         default_factory=dict, description="column: value (equality) or column: {op: value}")
@@ -128,9 +140,16 @@ class SourceSpec(_Strict):
 
     @model_validator(mode="after")
     def _infer_type(self) -> SourceSpec:
-        given = [k for k in ("texts", "package", "path") if getattr(self, k) is not None]
+        given = [k for k in ("texts", "images", "package", "path")
+                 if getattr(self, k) is not None]
+        if self.images is not None:
+            if self.modality == "text":
+                raise ValueError("'images:' holds images; it cannot have modality 'text'")
+            object.__setattr__(self, "modality", "image")
+        if self.texts is not None and self.modality == "image":
+            raise ValueError("'texts:' holds texts; list image files under 'images:' instead")
         if self.type is None:
-            if self.texts is not None:
+            if self.texts is not None or self.images is not None:
                 inferred = "inline"
             elif self.package is not None:
                 inferred = "package"
@@ -139,14 +158,14 @@ class SourceSpec(_Strict):
             else:
                 raise ValueError("a source needs one of 'path', 'package' or 'texts'")
             object.__setattr__(self, "type", inferred)
-        if self.type == "inline" and self.texts is None:
-            raise ValueError("an inline source needs 'texts'")
+        if self.type == "inline" and self.texts is None and self.images is None:
+            raise ValueError("an inline source needs 'texts' or 'images'")
         if self.type == "package" and (self.package is None or self.data_files is None):
             raise ValueError("a package source needs 'package' and 'data_files'")
         if self.type in ("datasets", "files") and self.path is None and self.data_files is None:
             raise ValueError(f"a {self.type} source needs 'path' or 'data_files'")
-        if self.texts is not None and len(given) > 1:
-            raise ValueError("give either 'texts' or a dataset ('path'/'package'), not both")
+        if (self.texts is not None or self.images is not None) and len(given) > 1:
+            raise ValueError("give one of 'texts', 'images' or a dataset ('path'/'package')")
         return self
 
 

@@ -38,6 +38,14 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def row_noun(results: Results) -> str:
+    """'texts', 'images' or 'rows' (a mix), from the modality each source was embedded in."""
+    per_source = (results.provenance.get("embedding") or {}).get("per_source") or {}
+    kinds = {info.get("modality", "text") for info in per_source.values()}
+    return {frozenset({"image"}): "images"}.get(frozenset(kinds),
+                                                "rows" if len(kinds) > 1 else "texts")
+
+
 def verdict(results: Results) -> str:
     """One paragraph: the headline of each successful probe, in recipe order."""
     summaries = [p.summary for p in results.probes if not p.error and p.summary]

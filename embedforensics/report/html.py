@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import json
 from html import escape
+from pathlib import Path
 from typing import Any
 
-from embedforensics.report.format import cell, metric_text, verdict
+from embedforensics.report.format import cell, metric_text, row_noun, verdict
 from embedforensics.report.schema import Results
 
 _CSS = """
@@ -23,7 +24,7 @@ th,td{border:1px solid #ddd;padding:.3em .55em;text-align:left;vertical-align:to
 th{background:#f4f4f4}.verdict{background:#eef6ff;border-left:4px solid #1f77b4;
 padding:.7em 1em}.warn{background:#fff6e5;border-left:4px solid #e69500;padding:.7em 1em}
 .error{background:#fdecec;border-left:4px solid #c62828;padding:.7em 1em}
-img{max-width:100%;height:auto}.muted{color:#666;font-size:.9em}
+img{max-width:100%;height:auto}img.thumb{margin:2px;vertical-align:middle}.muted{color:#666;font-size:.9em}
 details pre{white-space:pre-wrap;font-size:.85em;background:#f8f8f8;padding:.6em}
 td.text{max-width:520px}
 """
@@ -39,6 +40,26 @@ def _table(columns: list[Any], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _example_images(r: Results) -> list[str]:
+    """Thumbnails of the first few images of each image source (read from their files when
+    the report is written; an image that cannot be read is left out)."""
+    from embedforensics.sources.images import thumbnail_png
+
+    out = []
+    for s in r.data.sources:
+        pngs = [(p, thumbnail_png(p)) for p in s.origin.get("example_images") or []]
+        imgs = "".join(f"<img class=thumb alt='{escape(Path(p).name, True)}' "
+                       f"title='{escape(p, True)}' "
+                       f"src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+                       for p, png in pngs if png is not None)
+        if imgs:
+            out.append(f"<p class=examples><b>{escape(s.id)}</b> ({escape(s.label)}): "
+                       f"{imgs}</p>")
+    if out:
+        out.insert(0, "<h3 id=examples>Example images</h3>")
+    return out
+
+
 def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     """The report as one HTML string."""
     r = results
@@ -52,7 +73,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     model = r.provenance.get("model", {})
     parts.append(
         f"<p class=muted>Model <b>{escape(str(model.get('id')))}</b> · "
-        f"{r.data.n} texts · labels: "
+        f"{r.data.n} {row_noun(r)} · labels: "
         + escape(", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items()))
         + "</p>")
     parts.append(f"<div class=verdict id=verdict><b>Finding.</b> {escape(verdict(r))}</div>")
@@ -71,6 +92,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
             for s in r.data.sources]
     parts.append(_table(["source", "label", "rows used", "rows loaded", "filtered out",
                          "median chars", "mean tokens", "truncated", "from"], rows))
+    parts.extend(_example_images(r))
 
     for i, probe in enumerate(r.probes):
         at = "" if probe.layer is None else f" (layer {escape(probe.layer)})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedforensics.report.format import cell, metric_text, verdict
+from embedforensics.report.format import cell, metric_text, row_noun, verdict
 from embedforensics.report.schema import Results
 
 
@@ -23,7 +23,7 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
     out = [f"# {r.recipe.name}", ""]
     if r.recipe.description:
         out += [r.recipe.description, ""]
-    out += [f"Model `{model.get('id')}` · {r.data.n} texts · labels: "
+    out += [f"Model `{model.get('id')}` · {r.data.n} {row_noun(r)} · labels: "
             + ", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items()), "",
             f"**Finding.** {verdict(r)}", ""]
     warnings = list(r.recipe.confounds) + list(r.data.warnings)

@@ -1,9 +1,14 @@
 """Records: the plain data object every source produces.
 
-A source turns one recipe entry into a :class:`SourceData`: texts with stable ids (either
-the dataset's own id column or ``<source id>:<row number in the loaded split>``, so a
+A source turns one recipe entry into a :class:`SourceData`: texts (or images) with stable ids
+(either the dataset's own id column or ``<source id>:<row number in the loaded split>``, so a
 result can always point back at the row), the label, selected metadata columns, counts of
 what was filtered, and a content fingerprint used by the cache and in provenance.
+
+An image source (``modality == "image"``) also carries one
+:class:`~embedforensics.sources.images.ImageRef` per row; its ``texts`` are the images'
+file names (for display, and so the text baselines can show whether file names alone give
+the label away), and its fingerprint is over the image bytes.
 """
 
 from __future__ import annotations
@@ -36,9 +41,18 @@ class SourceData:
     meta: dict[str, list[Any]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)
+    modality: str = "text"  # "text" or "image"
+    images: list[Any] | None = None  # ImageRef per row when modality == "image"
 
     def __post_init__(self) -> None:
-        self.fingerprint = text_fingerprint(self.texts)
+        if self.modality == "image":
+            from embedforensics.sources.images import image_fingerprint
+
+            if self.images is None or len(self.images) != len(self.texts):
+                raise ValueError("an image source needs one ImageRef per row")
+            self.fingerprint = image_fingerprint(self.images)
+        else:
+            self.fingerprint = text_fingerprint(self.texts)
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -27,6 +27,7 @@ import numpy as np
 from embedforensics.errors import UserError, did_you_mean
 from embedforensics.recipe.schema import SourceSpec, WhereClause
 from embedforensics.sources.base import SourceData
+from embedforensics.sources.images import IMAGE_EXTENSIONS, make_image_ref
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,10 @@ _COMPRESSION = {".gz", ".bz2", ".xz", ".zst"}
 _BUILDERS = {
     ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet",
     ".txt": "text", ".md": "text", ".text": "text", ".arrow": "arrow",
+    **{ext: "imagefolder" for ext in IMAGE_EXTENSIONS},
 }
-_IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _META_MAX_COLUMNS = 20
+_N_EXAMPLES = 6
 
 
 @dataclass
@@ -112,7 +114,7 @@ def resolve_files(spec: SourceSpec, base_dir: Path, *, file: str | None, key: st
                 bad = next(f for f in files if _BUILDERS.get(_suffix(f)) is None)
                 raise UserError(
                     f"cannot tell the format of '{bad.name}' from its extension; give "
-                    f"'path: csv|json|parquet|text' explicitly.", file=file, key=key)
+                    f"'path: csv|json|parquet|text|imagefolder' explicitly.", file=file, key=key)
             if len(kinds) > 1:
                 raise UserError(f"mixes file formats ({', '.join(sorted(kinds))}); use one "
                                 "source per format.", file=file, key=key)
@@ -195,7 +197,10 @@ def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] 
 def check_columns(columns: list[str], spec: SourceSpec, *, file: str | None, key: str,
                   where_from: str) -> None:
     """Raise a UserError naming the first column the recipe uses that is missing."""
-    wanted = [("text_column", spec.text_column)]
+    image = spec.modality == "image" or (spec.modality is None and spec.text_column not in
+                                          columns and spec.image_column in columns)
+    wanted = [("image_column", spec.image_column) if image
+              else ("text_column", spec.text_column)]
     if spec.id_column:
         wanted.append(("id_column", spec.id_column))
     wanted += [(f"where.{c}", c) for c in spec.where]
@@ -279,10 +284,19 @@ def _mask_for(values: list[Any], clause: WhereClause) -> np.ndarray:
 
 
 def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
-                      file: str | None, key: str, origin: dict[str, Any]) -> SourceData:
-    """Apply column mapping, ``where``, empty-text dropping, ``limit`` and ``sample``."""
+                      file: str | None, key: str, origin: dict[str, Any],
+                      image_base: Path | None = None) -> SourceData:
+    """Apply column mapping, ``where``, empty-text dropping, ``limit`` and ``sample``.
+
+    For an image source (``spec.modality == "image"``) the column is ``image_column``;
+    rows without an image count as empty, and only the rows kept are read (relative image
+    paths resolve against ``image_base``).
+    """
     columns = list(table)
     check_columns(columns, spec, file=file, key=key, where_from=origin.get("description", ""))
+    if spec.modality == "image":
+        return _build_image_source_data(spec, table, seed=seed, file=file, key=key,
+                                        origin=origin, image_base=image_base)
     texts_all = table[spec.text_column]
     n_rows = len(texts_all)
     stats = {"rows_loaded": n_rows}
@@ -313,6 +327,16 @@ def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: in
         log.warning("%s: %s: dropped %d empty texts", file or "<recipe>", key, int(empty.sum()))
     if not keep.any():
         raise UserError("no rows are left after dropping empty texts.", file=file, key=key)
+    rows, ids, meta = _select_rows(spec, table, keep, stats, seed=seed, file=file, key=key)
+    return SourceData(
+        source_id=str(spec.id), label=spec.label, ids=ids,
+        texts=[texts_all[i] for i in rows], meta=meta, stats=stats, origin=origin)
+
+
+def _select_rows(spec: SourceSpec, table: dict[str, list[Any]], keep: np.ndarray,
+                 stats: dict[str, int], *, seed: int, file: str | None, key: str
+                 ) -> tuple[np.ndarray, list[str], dict[str, list[Any]]]:
+    """``limit``, seeded ``sample``, ids and scalar metadata columns for the kept rows."""
     rows = np.flatnonzero(keep)
     if spec.limit is not None:
         rows = rows[: spec.limit]
@@ -328,16 +352,105 @@ def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: in
                             file=file, key=f"{key}.id_column")
     else:
         ids = [f"{spec.id}:{i}" for i in rows]
-    meta = {}
-    for column in columns:
-        if column in (spec.text_column,) or len(meta) >= _META_MAX_COLUMNS:
+    meta: dict[str, list[Any]] = {}
+    content = spec.image_column if spec.modality == "image" else spec.text_column
+    for column in table:
+        if column == content or len(meta) >= _META_MAX_COLUMNS:
             continue
         values = [table[column][i] for i in rows]
         if all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
             meta[column] = values
+    return rows, ids, meta
+
+
+def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
+                             file: str | None, key: str, origin: dict[str, Any],
+                             image_base: Path | None) -> SourceData:
+    values = table[spec.image_column]
+    n_rows = len(values)
+    stats = {"rows_loaded": n_rows}
+    if n_rows == 0:
+        raise UserError(f"the source is empty ({origin.get('description', '')}).",
+                        file=file, key=key)
+    keep = np.ones(n_rows, dtype=bool)
+    for column, clause in spec.where.items():
+        keep &= _mask_for(table[column], clause)
+    stats["removed_by_where"] = int(n_rows - keep.sum())
+    if spec.where and not keep.any():
+        raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
+                        file=file, key=f"{key}.where")
+    missing = values.missing() if isinstance(values, ArrowImageColumn) else \
+        np.array([v is None or v == "" for v in values], dtype=bool)
+    empty = keep & missing
+    if empty.any() and not spec.drop_empty:
+        i = int(np.flatnonzero(empty)[0])
+        raise UserError(f"row {i} has no image (set drop_empty: true to drop such rows).",
+                        file=file, key=f"{key}.image_column")
+    keep &= ~empty
+    stats["removed_empty"] = int(empty.sum())
+    if not keep.any():
+        raise UserError("no rows with an image are left.", file=file, key=key)
+    rows, ids, meta = _select_rows(spec, table, keep, stats, seed=seed, file=file, key=key)
+    images = [make_image_ref(values[i], base_dir=image_base, row=int(i), file=file,
+                             key=f"{key}.{'images' if spec.images is not None else 'image_column'}")
+              for i in rows]
+    # a few file paths for the report's example thumbnails (made when the report is written)
+    origin = {**origin, "example_images": [r.path for r in images if r.path][:_N_EXAMPLES]}
     return SourceData(
-        source_id=str(spec.id), label=spec.label, ids=ids,
-        texts=[texts_all[i] for i in rows], meta=meta, stats=stats, origin=origin)
+        source_id=str(spec.id), label=spec.label, ids=ids, texts=[r.name for r in images],
+        meta=meta, stats=stats, origin=origin, modality="image", images=images)
+
+
+class ArrowImageColumn:
+    """An image column (``{'bytes', 'path'}`` structs or path strings) read row by row from
+    Arrow, so only the rows a source keeps are turned into Python objects."""
+
+    def __init__(self, column: Any):
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    def __getitem__(self, i: int) -> Any:
+        return self._column[int(i)].as_py()
+
+    def missing(self) -> np.ndarray:
+        """True where a row has no image: null, an empty path, or neither bytes nor path."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        col = self._column
+        out = pc.is_null(col)
+        if pa.types.is_struct(col.type):
+            names = {f.name for f in col.type}
+            if {"bytes", "path"} <= names:
+                no_bytes = pc.is_null(pc.struct_field(col, "bytes"))
+                no_path = pc.or_kleene(pc.is_null(pc.struct_field(col, "path")),
+                                       pc.equal(pc.struct_field(col, "path"), ""))
+                out = pc.or_kleene(out, pc.and_kleene(no_bytes, no_path))
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out = pc.or_kleene(out, pc.equal(col, ""))
+        return np.asarray(pc.fill_null(out, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _resolve_modality(spec: SourceSpec, resolved: ResolvedSource, ds: Any, *,
+                      file: str | None, key: str) -> SourceSpec:
+    """Settle ``modality``: image for image folders/files, or for a data set with an Image
+    column ``image_column`` and no ``text_column``; text otherwise."""
+    import datasets
+
+    columns = list(ds.column_names)
+    modality = spec.modality
+    if modality is None:
+        is_image_col = isinstance(ds.features.get(spec.image_column), datasets.Image)
+        modality = "image" if resolved.builder == "imagefolder" or (
+            spec.text_column not in columns and is_image_col) else "text"
+    if modality == "image" and spec.image_column not in columns:
+        raise UserError(
+            f"image column '{spec.image_column}' not found in {resolved.description}"
+            f"{did_you_mean(spec.image_column, columns)}; columns: {', '.join(columns)}.",
+            file=file, key=f"{key}.image_column")
+    return spec.model_copy(update={"modality": modality})
 
 
 def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | None, key: str
@@ -347,10 +460,25 @@ def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | N
     ds = _load(resolved, spec, file=file, key=key)
     if len(ds) == 0:
         raise UserError(f"the source is empty ({resolved.description}).", file=file, key=key)
-    if spec.text_column not in ds.column_names:
-        check_columns(list(ds.column_names), spec, file=file, key=key,
-                      where_from=resolved.description)
-    table = ds.to_dict()
+    spec = _resolve_modality(spec, resolved, ds, file=file, key=key)
+    image_base = None
+    if spec.modality == "image":
+        import datasets
+
+        if isinstance(ds.features[spec.image_column], datasets.Image):
+            ds = ds.cast_column(spec.image_column, datasets.Image(decode=False))
+        if getattr(ds, "_indices", None) is not None:
+            ds = ds.flatten_indices()
+        image_base = resolved.local_files[0].parent if resolved.local_files else base_dir
+        # every column but the images as Python lists; images stay in Arrow until the rows
+        # to keep are known, so a large image data set is never held in memory whole
+        table = ds.remove_columns([spec.image_column]).to_dict()
+        table[spec.image_column] = ArrowImageColumn(ds.data.column(spec.image_column))
+    else:
+        if spec.text_column not in ds.column_names:
+            check_columns(list(ds.column_names), spec, file=file, key=key,
+                          where_from=resolved.description)
+        table = ds.to_dict()
     origin = {
         "description": resolved.description,
         "builder": resolved.builder,
@@ -358,7 +486,8 @@ def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | N
         "split": spec.split,
         "dataset_fingerprint": getattr(ds, "_fingerprint", None),
     }
-    return build_source_data(spec, table, seed=seed, file=file, key=key, origin=origin)
+    return build_source_data(spec, table, seed=seed, file=file, key=key, origin=origin,
+                             image_base=image_base)
 
 
 # The registry names these separately for `ls`; they share one implementation.
