@@ -105,7 +105,9 @@ def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progre
     embeddings = embed_records(records, model, resolved, cache_dir=cache_dir,
                                progress=progress)
     # which settings came from the model family's defaults (embedforensics.models.defaults)
-    embeddings.provenance["model"].update(family=resolved.family, auto_settings=auto)
+    # (image-text embedders name their own family: open_clip or transformers)
+    embeddings.provenance["model"].setdefault("family", resolved.family)
+    embeddings.provenance["model"]["auto_settings"] = auto
     return embeddings
 
 
