@@ -16,6 +16,7 @@ from typing import Any, cast
 import numpy as np
 
 from embedforensics.errors import UserError
+from embedforensics.models.decoder import decoder_inputs
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class HFTextEmbedder:
                 enc = self._tokenizer([self.prefix + texts[i] for i in batch], padding=True,
                                       truncation=True, max_length=max_len, return_tensors="pt")
                 enc = {k: v.to(self.device) for k, v in enc.items()}
+                enc = decoder_inputs(enc, self._model, self._tokenizer.padding_side)
                 outputs = self._model(**enc)
                 hidden = outputs.last_hidden_state
                 vectors = pool(hidden, enc["attention_mask"], self.pooling,
