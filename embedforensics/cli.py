@@ -184,8 +184,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for entry in registry.entries():
             print(f"  {entry.name:<{width}}  {entry.description}")
         if kind == "models":
-            print(f"  {'<hub id or folder>':<{width}}  Any Hugging Face encoder, e.g. "
-                  "intfloat/multilingual-e5-small or ./my-model")
+            print(f"  {'<hub id or folder>':<{width}}  Any Hugging Face encoder or decoder "
+                  "LLM, e.g. intfloat/multilingual-e5-small, mistralai/Mistral-7B-v0.1 or "
+                  "./my-model ('embedforensics models ls' shows what is on disk)")
     return 0
 
 
