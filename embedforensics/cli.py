@@ -84,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     p_ls = sub.add_parser("ls", help="list registered models, sources and probes")
     p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "probes"])
 
+    p_models = sub.add_parser("models", help="bundled offline models: list them (and models "
+                                             "already cached), or prepare one")
+    models_sub = p_models.add_subparsers(dest="models_command", required=True,
+                                         metavar="ACTION")
+    models_sub.add_parser("ls", parents=[common], help="bundled models (ready, needs "
+                          "prepare, package missing) and models in the Hugging Face cache")
+    p_prep = models_sub.add_parser("prepare", parents=[common],
+                                   help="convert a bundled model once into the cache")
+    p_prep.add_argument("name", help="e.g. multilingual-e5-small or bundled:gemma-3-270m")
+
     sub.add_parser("env", help="print versions and devices (for bug reports)")
     return parser
 
@@ -220,8 +230,23 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for entry in registry.entries():
             print(f"  {entry.name:<{width}}  {entry.description}")
         if kind == "models":
-            print(f"  {'<hub id or folder>':<{width}}  Any Hugging Face encoder, e.g. "
-                  "intfloat/multilingual-e5-small or ./my-model")
+            print(f"  {'<hub id or folder>':<{width}}  Any Hugging Face encoder or decoder "
+                  "LLM, e.g. intfloat/multilingual-e5-small, mistralai/Mistral-7B-v0.1 or "
+                  "./my-model ('embedforensics models ls' shows what is on disk)")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import time
+
+    from embedforensics.models import listing
+
+    if args.models_command == "ls":
+        print(listing.format_rows(listing.all_rows()))
+        return 0
+    started = time.perf_counter()
+    path = listing.prepare(args.name)
+    print(f"{args.name}: ready in {path} ({time.perf_counter() - started:.1f} s)")
     return 0
 
 
@@ -251,7 +276,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "embed": _cmd_embed, "ls": _cmd_ls,
-             "env": _cmd_env, "heads": _cmd_heads, "compare": _cmd_compare}
+             "env": _cmd_env, "heads": _cmd_heads, "compare": _cmd_compare,
+             "models": _cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

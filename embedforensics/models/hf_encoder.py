@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from embedforensics.errors import UserError
+from embedforensics.models.decoder import decoder_inputs
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,7 @@ class HFTextEmbedder:
                               truncation=True, max_length=self.effective_max_length,
                               return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
+        enc = decoder_inputs(enc, self._model, self._tokenizer.padding_side)
         if self.layers is None:
             outputs = self._model(**enc)
             states = {"": outputs.last_hidden_state}
