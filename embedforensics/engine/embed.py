@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from embedforensics.engine.cache import EmbeddingCache, cache_key
-from embedforensics.models.resolve import ResolvedModel, settings_key
+from embedforensics.models.resolve import ResolvedModel, effective_spec, settings_key
 from embedforensics.recipe.schema import ModelSpec
 from embedforensics.sources.base import Records
 
@@ -53,6 +53,7 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
                   cache_dir: str | Path | None, progress: bool = True) -> EmbeddingSet:
     """Embed all sources, reading and writing the cache unless ``cache_dir`` is None."""
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    spec, _ = effective_spec(spec, resolved)  # fill "auto" settings (model family rules)
     settings = settings_key(spec, resolved)
     embedder = None
     model_info: dict[str, Any] | None = None

@@ -33,9 +33,14 @@ class ModelSpec(_Strict):
         "(as in from_pretrained)."
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    pooling: Literal["mean", "cls", "pooler", "last_token"] = "mean"
-    normalize: bool = Field(True, description="L2-normalise each embedding.")
-    prefix: str = Field("", description="Text prepended to every input, e.g. 'query: ' for e5.")
+    # None = "auto": filled per model family at resolve time (embedforensics.models.defaults)
+    pooling: Literal["mean", "cls", "pooler", "last_token"] | None = Field(
+        None, description="Default: the model family's rule (mean; last_token for decoders).")
+    normalize: bool | None = Field(
+        None, description="L2-normalise each embedding. Default: the family's rule (true).")
+    prefix: str | None = Field(
+        None, description="Text prepended to every input. Default: the family's rule "
+        "('query: ' for e5 models, else '').")
     max_length: int | None = Field(
         None, ge=1, description="Truncate inputs to this many tokens (default: model limit)."
     )
