@@ -44,10 +44,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     args = parser.parse_args()
 
-    import embedforensics as ef
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
+
+    import embedforensics as ef
 
     emb = ef.embed(args.recipe, overrides=args.overrides, progress=False)
     X = emb.X.astype(np.float64)
