@@ -42,3 +42,18 @@ def test_real_recipe_validates(name):
     assert loaded.recipe.description and loaded.recipe.confounds
     assert "install" in loaded.recipe.description.lower() or name == "synthetic.yaml"
     assert (RECIPES / "README.md").read_text().count(f"`{name}`") >= 1
+
+
+def test_factors_eta_squared_known_answers():
+    import importlib.util as iu
+
+    import numpy as np
+
+    spec = iu.spec_from_file_location("factors", RECIPES / "analysis" / "factors.py")
+    factors = iu.module_from_spec(spec)
+    spec.loader.exec_module(factors)
+    g = np.array(["a", "a", "b", "b"])
+    assert factors.eta_squared(np.array([1.0, 1.0, 3.0, 3.0]), g) == 1.0  # all between groups
+    assert factors.eta_squared(np.array([1.0, 3.0, 1.0, 3.0]), g) == 0.0  # all within groups
+    v = np.array([1.0, 2.0, 3.0, 4.0])  # means 1.5, 3.5; grand 2.5; SSB = 4; SST = 5
+    assert abs(factors.eta_squared(v, g) - 0.8) < 1e-12

@@ -71,8 +71,9 @@ class Generate(Transform):
                 "revision": self._resolved.revision}
 
     def settings(self) -> dict[str, Any]:
-        s = self.params.model_dump(mode="json", exclude={"device", "batch_size"})
-        return s
+        # batch_size stays in: each batch's sampling seed derives from its prompts, so the
+        # batching changes the outputs; the device does not name a different computation
+        return self.params.model_dump(mode="json", exclude={"device"})
 
     def prompts(self, texts: list[str]) -> list[str]:
         n = self.params.prompt_words
