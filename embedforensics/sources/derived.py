@@ -31,13 +31,14 @@ def load_derived_source(spec: SourceSpec, parent: SourceData, *, seed: int,
     """The parent's selected rows as a new source (before any transform)."""
     from embedforensics.sources.hf import build_source_data
 
-    table: dict[str, list[Any]] = {k: list(v) for k, v in parent.meta.items()}
-    table["text"] = list(parent.texts)
-    table["from_id"] = list(parent.ids)
+    # from_id first: metadata keeps at most 20 columns, and the ids below need this one
+    table: dict[str, list[Any]] = {"from_id": list(parent.ids), "text": list(parent.texts)}
+    table.update({k: list(v) for k, v in parent.meta.items() if k not in table})
     origin = {"description": f"rows of source '{parent.source_id}'", "builder": "derived",
               "from": parent.source_id, "files": parent.origin.get("files", [])}
     data = build_source_data(spec, table, seed=seed, file=file, key=key, origin=origin)
-    data.ids = [f"{spec.id}:{pid}" for pid in data.meta["from_id"]]
+    if spec.id_column is None:
+        data.ids = [f"{spec.id}:{pid}" for pid in data.meta["from_id"]]
     return data
 
 
