@@ -95,7 +95,7 @@ def main() -> None:
         length = float(np.linalg.norm(d))
         u = d / length
         print(f"\ndirection {a} -> {b}: distance between means {length:.4f}")
-        print("| group | n | position on the direction (0 = {a}, 1 = {b}), mean ± sd | "
+        print(f"| group | n | position on the direction (0 = {a}, 1 = {b}), mean ± sd | "
               "distance of the mean to " + b + " |")
         print("|---|---|---|---|")
         for g in [a, b, *(args.project.split(",") if args.project else [])]:
