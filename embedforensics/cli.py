@@ -81,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--output", "-o", help="output folder (default: compare.dir or "
                                               "runs/<name>/compare)")
 
-    p_ls = sub.add_parser("ls", help="list registered models, sources and probes")
-    p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "probes"])
+    p_ls = sub.add_parser("ls", help="list registered models, sources, transforms and probes")
+    p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "transforms", "probes"])
 
     p_models = sub.add_parser("models", help="bundled offline models: list them (and models "
                                              "already cached), or prepare one")
@@ -220,9 +220,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from embedforensics.registry import MODELS, PROBES, SOURCES
+    from embedforensics.registry import MODELS, PROBES, SOURCES, TRANSFORMS
 
-    kinds = {"models": MODELS, "sources": SOURCES, "probes": PROBES}
+    kinds = {"models": MODELS, "sources": SOURCES, "transforms": TRANSFORMS, "probes": PROBES}
     for kind in [args.kind] if args.kind else list(kinds):
         print(f"{kind}:")
         registry = kinds[kind]

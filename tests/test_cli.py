@@ -111,6 +111,7 @@ def test_ls_and_env(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     assert "bundled:all-MiniLM-L6-v2" in out and "package" in out
+    assert "transforms:" in out and "translate" in out and "generate" in out
     assert main(["env"]) == 0
     out = capsys.readouterr().out
     assert "torch: " in out and "cuda available: " in out

@@ -75,7 +75,17 @@ def check_source(loaded: LoadedRecipe, index: int) -> None:
     key = f"sources[{index}]"
     file = loaded.file_of(key)
     SOURCES.check(str(spec.type), file=file, key=f"{key}.type")
-    if spec.type == "inline":
+    for j, tspec in enumerate(spec.transform):
+        from embedforensics.transforms import build_transform
+
+        build_transform(tspec.name, tspec.params, base_dir=Path(loaded.base_dir),
+                        file=file, key=f"{key}.transform[{j}]").check()
+    if spec.type in ("inline", "derived"):
+        return
+    if spec.type in ("records", "html"):
+        from embedforensics.sources.textfiles import check_text_source
+
+        check_text_source(spec, Path(loaded.base_dir), file=file, key=key)
         return
     resolved = resolve_files(spec, Path(loaded.base_dir), file=file, key=key)
     for path in resolved.local_files[:5]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from embedforensics.compare.spec import CompareSpec, HeadsSpec
+from embedforensics.errors import did_you_mean
 
 RECIPE_VERSION = 1
 
@@ -86,7 +87,19 @@ class WhereClause(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-SourceType = Literal["datasets", "files", "package", "inline"]
+SourceType = Literal["datasets", "files", "package", "inline", "records", "html", "derived"]
+
+
+class TransformSpec(BaseModel):
+    """A transform by registered name (``translate``, ``generate``, ``words``), with its
+    parameters beside the name; the transform's own parameter model checks them."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class SourceSpec(_Strict):
@@ -94,7 +107,9 @@ class SourceSpec(_Strict):
 
     The type is inferred when omitted: ``texts`` → inline, ``package`` → package, a ``path``
     that names a local file or folder → files, anything else → datasets (a hub id or a
-    builder name such as ``csv`` with ``data_files``).
+    builder name such as ``csv`` with ``data_files``); ``from`` → derived (the rows an
+    earlier source selected). ``records`` (text files split on a separator line) and
+    ``html`` (the paragraphs of HTML files) are given explicitly with ``type:``.
     """
 
     id: str | None = Field(None, description="Name of this source in reports and record ids.")
@@ -116,6 +131,14 @@ class SourceSpec(_Strict):
     images: list[str] | None = Field(
         None, description="Image file paths (relative to the recipe), embedded with the "
         "image tower of an image-text model.")
+    # derived: the selected rows of an earlier source (its ``text`` or another column)
+    from_: str | None = Field(
+        None, alias="from", description="Id of an earlier source whose selected rows this "
+        "source transforms; 'text_column' picks its text or one of its metadata columns.")
+    transform: list[TransformSpec] = Field(
+        default_factory=list, description="Transforms applied in order to the selected "
+        "texts (after where/limit/sample), e.g. {name: translate, engine: apertium, "
+        "pair: eng-spa}.")
     # columns and selection
     text_column: str = "text"
     image_column: str = Field(
@@ -138,9 +161,21 @@ class SourceSpec(_Strict):
             return {k: v if isinstance(v, dict) else {"eq": v} for k, v in value.items()}
         return value
 
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _transform_shorthand(cls, value: Any) -> Any:
+        """One transform may be written without a list; ``- words`` means ``name: words``."""
+        if value is None:
+            return []
+        if isinstance(value, (str, dict)):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
     @model_validator(mode="after")
     def _infer_type(self) -> SourceSpec:
-        given = [k for k in ("texts", "images", "package", "path")
+        given = [k for k in ("texts", "images", "package", "path", "from_")
                  if getattr(self, k) is not None]
         if self.images is not None:
             if self.modality == "text":
@@ -148,6 +183,13 @@ class SourceSpec(_Strict):
             object.__setattr__(self, "modality", "image")
         if self.texts is not None and self.modality == "image":
             raise ValueError("'texts:' holds texts; list image files under 'images:' instead")
+        if self.from_ is not None:
+            if len(given) > 1 or (self.type not in (None, "derived")):
+                raise ValueError("a source with 'from' takes its rows from that source; give "
+                                 "no 'path', 'package', 'texts', 'images' or other 'type'")
+            object.__setattr__(self, "type", "derived")
+        if self.type == "derived" and self.from_ is None:
+            raise ValueError("a derived source needs 'from: <id of an earlier source>'")
         if self.type is None:
             if self.texts is not None or self.images is not None:
                 inferred = "inline"
@@ -162,6 +204,9 @@ class SourceSpec(_Strict):
             raise ValueError("an inline source needs 'texts' or 'images'")
         if self.type == "package" and (self.package is None or self.data_files is None):
             raise ValueError("a package source needs 'package' and 'data_files'")
+        if self.type in ("records", "html") and self.path is None and self.data_files is None:
+            raise ValueError(f"a {self.type} source needs 'data_files' (with 'package') or "
+                             "'path'")
         if self.type in ("datasets", "files") and self.path is None and self.data_files is None:
             raise ValueError(f"a {self.type} source needs 'path' or 'data_files'")
         if (self.texts is not None or self.images is not None) and len(given) > 1:
@@ -230,6 +275,13 @@ class Recipe(_Strict):
                     "source ids must be unique"
                 )
             seen[source.id] = i
+        for i, source in enumerate(self.sources):
+            if source.from_ is not None and seen.get(source.from_, i) >= i:
+                earlier = [s.id for s in self.sources[:i]]
+                raise ValueError(
+                    f"sources[{i}].from '{source.from_}' is not the id of an earlier source"
+                    f"{did_you_mean(source.from_, [str(e) for e in earlier])}; earlier "
+                    f"sources: {', '.join(str(e) for e in earlier) or 'none'}")
         return self
 
     @property

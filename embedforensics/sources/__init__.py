@@ -8,18 +8,42 @@ from embedforensics.recipe.loader import LoadedRecipe
 from embedforensics.sources.base import Records, SourceData
 
 
-def load_sources(loaded: LoadedRecipe) -> Records:
-    """Load every source of a recipe (seeded sampling), in recipe order."""
+def load_sources(loaded: LoadedRecipe, *, use_cache: bool | None = None) -> Records:
+    """Load every source of a recipe (seeded sampling), in recipe order.
+
+    A derived source (``from:``) starts from an earlier source's selected rows; sources
+    with ``transform:`` steps run them through the transform cache (``use_cache`` overrides
+    ``output.cache``, as ``--no-cache`` does).
+    """
     from embedforensics.registry import SOURCES
+    from embedforensics.sources.derived import apply_transforms, load_derived_source
 
     recipe = loaded.recipe
     out: list[SourceData] = []
+    by_id: dict[str, SourceData] = {}
+    cache_on = recipe.output.cache if use_cache is None else use_cache
+    cache_dir = None
+    if cache_on:
+        from embedforensics.engine.cache import default_cache_dir
+
+        cache_dir = Path(recipe.output.cache_dir).expanduser() if recipe.output.cache_dir \
+            else default_cache_dir()
     for i, spec in enumerate(recipe.sources):
         key = f"sources[{i}]"
-        loader = SOURCES.get(str(spec.type))
+        file = loaded.file_of(key)
         # each source gets its own stream of randomness derived from the recipe seed
-        out.append(loader(spec, Path(loaded.base_dir), seed=recipe.seed + 1000 * i,
-                          file=loaded.file_of(key), key=key))
+        seed = recipe.seed + 1000 * i
+        if spec.type == "derived":
+            data = load_derived_source(spec, by_id[str(spec.from_)], seed=seed, file=file,
+                                       key=key)
+        else:
+            loader = SOURCES.get(str(spec.type))
+            data = loader(spec, Path(loaded.base_dir), seed=seed, file=file, key=key)
+        if spec.transform:
+            data = apply_transforms(spec, data, base_dir=Path(loaded.base_dir),
+                                    cache_dir=cache_dir, file=file, key=key)
+        by_id[str(spec.id)] = data
+        out.append(data)
     return Records(out)
 
 

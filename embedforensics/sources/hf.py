@@ -169,6 +169,20 @@ def _open(path: Path, mode: str, **kwargs: Any) -> Any:
     return opener(path, mode, **kwargs)
 
 
+def _open_member(path: Path) -> Any:
+    """A text handle on a file, or on the single data file inside a .zip archive (which
+    ``datasets`` reads directly, e.g. a CSV shipped zipped)."""
+    if path.suffix.lower() == ".zip":
+        import zipfile
+
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise ValueError("peek only single-member archives")
+        return io.TextIOWrapper(archive.open(members[0]), encoding="utf-8", errors="replace")
+    return _open(path, "rt", encoding="utf-8", errors="replace")
+
+
 def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] | None:
     """Column names of a local file read cheaply (header or first record), or None."""
     try:
@@ -178,7 +192,7 @@ def peek_columns(path: Path, builder: str, kwargs: dict[str, Any]) -> list[str] 
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        with _open(path, "rt", encoding="utf-8", errors="replace") as fh:
+        with _open_member(path) as fh:
             if builder == "csv":
                 header = fh.readline()
                 return next(csv.reader(io.StringIO(header), delimiter=kwargs.get("sep", ",")))
