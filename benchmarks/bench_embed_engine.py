@@ -144,7 +144,8 @@ def processes(repeats: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="cold/warm repeats")
+    ap.add_argument("--process-repeats", type=int, default=2)
     ap.add_argument("--skip", choices=["cache", "processes"], action="append", default=[])
     ap.add_argument("--output", type=Path)
     args = ap.parse_args()
@@ -163,7 +164,7 @@ def main() -> None:
     if "cache" not in args.skip:
         lines += cold_warm(args.repeats)[0]
     if "processes" not in args.skip:
-        lines += processes(args.repeats)
+        lines += processes(args.process_repeats)
     lines.append(f"- Load average at end: {loadavg()}")
     report = "\n".join(lines) + "\n"
     print(report)
