@@ -282,3 +282,12 @@ def test_batch_overhead_extremes():
         padded_tokens(lengths, full) + 64 * len(full)
     with pytest.raises(ValueError):
         plan_batches(lengths, batch_size=4, batch_overhead=-1)
+
+
+def test_engine_recipe_keys_are_validated(write_recipe):
+    for override in ("model.layers=[]", "model.max_tokens_per_batch=0",
+                     "model.batch_overhead_tokens=-1", "model.shard_rows=0"):
+        with pytest.raises(UserError, match="model"):
+            load_recipe(write_recipe(), [override])
+    loaded = load_recipe(write_recipe(), ["model.layers=[-1, 6]", "model.device_map=auto"])
+    assert loaded.recipe.model.layers == [-1, 6]
