@@ -99,7 +99,7 @@ def cold_warm(repeats: int) -> tuple[list[str], list[dict]]:
     return lines, rows
 
 
-def processes(repeats: int) -> list[str]:
+def processes(repeats: int, overrides: list[str]) -> list[str]:
     from safetensors.numpy import load_file
 
     times: dict[int, list[float]] = {1: [], 2: []}
@@ -111,9 +111,10 @@ def processes(repeats: int) -> list[str]:
             for n in ((1, 2) if r % 2 == 0 else (2, 1)):
                 out = os.path.join(tmp, f"out-{n}-{r}")
                 t0 = time.perf_counter()
+                sets = [a for o in overrides for a in ("--set", o)]
                 subprocess.run([sys.executable, "-m", "embedforensics", "-q", "embed",
                                 "--no-cache", "--num-processes", str(n), str(RECIPE),
-                                "-o", out], env=_env(os.path.join(tmp, "unused")),
+                                "-o", out, *sets], env=_env(os.path.join(tmp, "unused")),
                                check=True, cwd=str(ROOT), capture_output=True)
                 times[n].append(time.perf_counter() - t0)
                 manifest = json.loads(Path(out, "manifest.json").read_text())
@@ -127,7 +128,8 @@ def processes(repeats: int) -> list[str]:
     return [
         "## 1 vs 2 processes on the CPU, default recipe (`embed --no-cache`)",
         "",
-        "1 process uses 2 torch threads; 2 processes (torchrun + gloo) use 1 thread each.",
+        "1 process uses 2 torch threads; 2 processes (torchrun + gloo) use 1 thread each. "
+        f"Overrides: {', '.join(overrides) if overrides else 'none'}; {repeats} repeat(s).",
         "",
         "| processes | whole command (s), median | per repeat | embedding (s), median |",
         "|---:|---:|---|---:|",
@@ -144,8 +146,12 @@ def processes(repeats: int) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="cold/warm repeats")
+    ap.add_argument("--process-repeats", type=int, default=2)
     ap.add_argument("--skip", choices=["cache", "processes"], action="append", default=[])
+    ap.add_argument("--process-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe overrides for the processes comparison (e.g. a smaller "
+                         "sample on a busy machine)")
     ap.add_argument("--output", type=Path)
     args = ap.parse_args()
     command = "python " + " ".join(shlex.quote(a) for a in
@@ -163,7 +169,7 @@ def main() -> None:
     if "cache" not in args.skip:
         lines += cold_warm(args.repeats)[0]
     if "processes" not in args.skip:
-        lines += processes(args.repeats)
+        lines += processes(args.process_repeats, args.process_set)
     lines.append(f"- Load average at end: {loadavg()}")
     report = "\n".join(lines) + "\n"
     print(report)

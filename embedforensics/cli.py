@@ -123,9 +123,10 @@ def _relaunch(argv: Sequence[str], n: int) -> int:
 
 def _secondary_process() -> bool:
     """True in an accelerate worker other than the main one (it embeds, then stops)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    from embedforensics.engine.distributed import accelerate_state, launched
+
+    if not launched():
         return False
-    from embedforensics.engine.distributed import accelerate_state
 
     if accelerate_state().is_main_process:
         return False
@@ -289,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         n = getattr(args, "num_processes", None)
-        if n is not None and n != 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from embedforensics.engine.distributed import launched
+
+        if n is not None and n != 1 and not launched():
             return _relaunch(list(sys.argv[1:] if argv is None else argv), n)
         return _COMMANDS[args.command](args)
     except UserError as exc:

@@ -237,15 +237,57 @@ def test_bfloat16_is_recorded_and_close(tiny_bert):
     assert cos.min() > 0.98
 
 
-@pytest.mark.parametrize("max_padding", [0.0, 0.1, 0.5])
-def test_max_padding_bounds_padding_in_every_batch(max_padding):
+def _all_partitions(n, batch_size):
+    """Every split of range(n) into contiguous runs of at most batch_size (brute force)."""
+    if n == 0:
+        yield []
+        return
+    for first in range(1, min(batch_size, n) + 1):
+        for rest in _all_partitions(n - first, batch_size):
+            yield [first, *rest]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_overhead_plan_is_optimal_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 60, size=int(rng.integers(1, 11)))
+    batch_size, overhead = int(rng.integers(1, 5)), float(rng.choice([0, 5, 30, 1000]))
+    max_tokens = None if seed % 2 else 120
+    batches = plan_batches(lengths, batch_size=batch_size, max_tokens=max_tokens,
+                           batch_overhead=overhead)
+    _brute_force_ok(lengths, batches, batch_size, max_tokens or 10**9)
+    got = padded_tokens(lengths, batches) + overhead * len(batches)
+    srt = np.sort(lengths)[::-1]
+    best = np.inf
+    for sizes in _all_partitions(len(srt), batch_size):
+        starts = np.cumsum([0, *sizes[:-1]])
+        padded = [k * srt[s] for s, k in zip(starts, sizes, strict=True)]
+        if max_tokens is not None and any(p > max_tokens and k > 1
+                                          for p, k in zip(padded, sizes, strict=True)):
+            continue
+        best = min(best, sum(padded) + overhead * len(sizes))
+    assert got == pytest.approx(best)
+
+
+def test_batch_overhead_extremes():
     lengths = np.random.default_rng(7).integers(1, 256, size=300)
-    batches = plan_batches(lengths, batch_size=32, max_padding=max_padding)
-    _brute_force_ok(lengths, batches, 32, 10**9)
-    for b in batches:
-        padded = len(b) * lengths[b].max()
-        assert padded - lengths[b].sum() <= max_padding * padded + 1e-9
-    assert padded_tokens(lengths, batches) <= padded_tokens(
-        lengths, plan_batches(lengths, batch_size=32))
+    # no overhead: every batch holds rows of one length, so nothing is padded
+    assert padded_tokens(lengths, plan_batches(lengths, batch_size=32, batch_overhead=0)) \
+        == lengths.sum()
+    # a huge overhead: as few batches as the count bound allows
+    assert len(plan_batches(lengths, batch_size=32, batch_overhead=1e9)) == 10
+    full = plan_batches(lengths, batch_size=32)
+    some = plan_batches(lengths, batch_size=32, batch_overhead=64)
+    assert padded_tokens(lengths, some) + 64 * len(some) <= \
+        padded_tokens(lengths, full) + 64 * len(full)
     with pytest.raises(ValueError):
-        plan_batches(lengths, batch_size=4, max_padding=1.0)
+        plan_batches(lengths, batch_size=4, batch_overhead=-1)
+
+
+def test_engine_recipe_keys_are_validated(write_recipe):
+    for override in ("model.layers=[]", "model.max_tokens_per_batch=0",
+                     "model.batch_overhead_tokens=-1", "model.shard_rows=0"):
+        with pytest.raises(UserError, match="model"):
+            load_recipe(write_recipe(), [override])
+    loaded = load_recipe(write_recipe(), ["model.layers=[-1, 6]", "model.device_map=auto"])
+    assert loaded.recipe.model.layers == [-1, 6]

@@ -1,1 +1,3 @@
-"""The embedding engine: batching, caching and (later) distributed execution."""
+"""The embedding engine: token-budget batching (batching), the crash-safe sharded cache
+(shards; cache keys in cache), data parallel execution with accelerate (distributed), and
+the stage that ties them together (embed)."""

@@ -22,43 +22,56 @@ T = TypeVar("T")
 
 
 def plan_batches(lengths: Sequence[int] | np.ndarray, *, batch_size: int,
-                 max_tokens: int | None = None, max_padding: float | None = None
+                 max_tokens: int | None = None, batch_overhead: float | None = None
                  ) -> list[np.ndarray]:
     """Cut ``range(len(lengths))`` into batches of indices, longest inputs first.
 
     Every batch holds at most ``batch_size`` rows and, when ``max_tokens`` is given, at
     most ``max_tokens`` padded tokens (rows x the batch's longest row); a single row longer
-    than ``max_tokens`` gets a batch of its own. With ``max_padding`` (a fraction in
-    [0, 1)) a batch also ends before a row shorter than ``(1 - max_padding)`` times its
-    longest row, so padding is at most that fraction of every batch: a few more, smaller
-    batches instead of computing on padding. The sort is stable, so ties keep input
-    order and the plan is deterministic.
+    than ``max_tokens`` gets a batch of its own. The rows are sorted by length (stable, so
+    the plan is deterministic) and batches are contiguous runs of that order.
+
+    Without ``batch_overhead`` the runs are as long as the bounds allow. With it, the
+    runs minimise ``padded tokens + batch_overhead x number of batches`` exactly (dynamic
+    programming over the sorted rows): a batch is split where the padding it saves is
+    worth more than the fixed cost of one more forward pass, expressed in tokens.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1; got {max_tokens}")
-    if max_padding is not None and not 0 <= max_padding < 1:
-        raise ValueError(f"max_padding must be in [0, 1); got {max_padding}")
+    if batch_overhead is not None and batch_overhead < 0:
+        raise ValueError(f"batch_overhead must be >= 0; got {batch_overhead}")
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
-    descending = -lengths[order]  # ascending, for searchsorted
-    batches: list[np.ndarray] = []
-    start = 0
     n = len(order)
-    while start < n:
-        longest = max(int(lengths[order[start]]), 1)  # sorted: the first row is the longest
-        rows = batch_size
+    srt = np.maximum(lengths[order], 1)  # non-increasing: a run's first row is its longest
+    if batch_overhead is None:
+        batches: list[np.ndarray] = []
+        start = 0
+        while start < n:
+            rows = batch_size
+            if max_tokens is not None:
+                rows = max(1, min(rows, max_tokens // int(srt[start])))
+            batches.append(order[start:start + rows])
+            start += rows
+        return batches
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    for j in range(1, n + 1):
+        i = np.arange(max(0, j - batch_size), j)
+        size = j - i
+        padded = size * srt[i]
+        cost = best[i] + padded + batch_overhead
         if max_tokens is not None:
-            rows = max(1, min(rows, max_tokens // longest))
-        if max_padding is not None:
-            # rows with length >= (1 - max_padding) * longest, i.e. -length <= -bound
-            bound = (1.0 - max_padding) * longest
-            stop = int(np.searchsorted(descending, -bound, side="right"))
-            rows = max(1, min(rows, stop - start))
-        batches.append(order[start:start + rows])
-        start += rows
-    return batches
+            cost = np.where((padded > max_tokens) & (size > 1), np.inf, cost)
+        k = int(np.argmin(cost))  # ties: the longest batch
+        best[j], cut[j] = cost[k], i[k]
+    bounds = [n]
+    while bounds[-1] > 0:
+        bounds.append(int(cut[bounds[-1]]))
+    bounds.reverse()
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def padded_tokens(lengths: Sequence[int] | np.ndarray, batches: list[np.ndarray]) -> int:

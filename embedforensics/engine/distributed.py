@@ -64,13 +64,29 @@ def launch_command(n_processes: int, args: list[str]) -> tuple[list[str], dict[s
     return cmd, {"ACCELERATE_USE_CPU": "1"}
 
 
+_WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched() -> bool:
+    """True when a launcher (torchrun, accelerate, MPI) started several processes."""
+    import os
+
+    return any(int(os.environ.get(v, "1") or 1) > 1 for v in _WORLD_SIZE_VARS)
+
+
 class Workers:
-    """This process's place among the accelerate processes (one when not launched)."""
+    """This process's place among the accelerate processes (one when not launched).
+
+    Not launched, nothing is imported: a warm-cache run never needs torch.
+    """
 
     def __init__(self) -> None:
-        self.state = accelerate_state()
-        self.rank = int(self.state.process_index)
-        self.world = int(self.state.num_processes)
+        self.state: Any = None
+        self.rank, self.world = 0, 1
+        if launched():
+            self.state = accelerate_state()
+            self.rank = int(self.state.process_index)
+            self.world = int(self.state.num_processes)
 
     @property
     def is_main(self) -> bool:
@@ -103,6 +119,14 @@ class Workers:
         from accelerate.utils import gather, pad_across_processes
 
         names = sorted(arrays)
+        if self.world == 1:
+            order = np.argsort(index, kind="stable")
+            got = np.asarray(index)[order]
+            if len(got) != n_rows or not np.array_equal(got, np.arange(n_rows)):
+                raise RuntimeError(f"rows lost or repeated: {len(got)} rows for {n_rows}, "
+                                   f"{len(np.setdiff1d(np.arange(n_rows), got))} missing")
+            return {name: np.ascontiguousarray(arrays[name][order], dtype=np.float32)
+                    for name in names}
         device = self.state.device
         idx = pad_across_processes(torch.as_tensor(index, dtype=torch.int64).to(device),
                                    dim=0, pad_index=-1)

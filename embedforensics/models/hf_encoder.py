@@ -88,7 +88,7 @@ class HFTextEmbedder:
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
                  trust_remote_code: bool = False, layers: list[int] | None = None,
                  max_tokens_per_batch: int | None = None, device_map: str | None = None,
-                 max_padding: float | None = None):
+                 batch_overhead: float | None = None):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if layers is not None and not layers:
@@ -110,7 +110,7 @@ class HFTextEmbedder:
         self.trust_remote_code = trust_remote_code
         self.layers = list(layers) if layers is not None else None
         self.max_tokens_per_batch = max_tokens_per_batch
-        self.max_padding = max_padding
+        self.batch_overhead = batch_overhead
         self.device_map = device_map
         self._model: Any = None
         self._tokenizer: Any = None
@@ -211,7 +211,7 @@ class HFTextEmbedder:
             "layers": self.layer_names or None,
             "batch_size": self.batch_size,
             "max_tokens_per_batch": self.max_tokens_per_batch,
-            "max_padding": self.max_padding,
+            "batch_overhead_tokens": self.batch_overhead,
             "commit": getattr(config, "_commit_hash", None),
         }
 
@@ -242,7 +242,7 @@ class HFTextEmbedder:
         stats.n_tokens = int(capped.sum())
         batches = plan_batches(capped, batch_size=self.batch_size,
                                max_tokens=self.max_tokens_per_batch,
-                               max_padding=self.max_padding)
+                               batch_overhead=self.batch_overhead)
         stats.n_batches = len(batches)
         stats.n_padded_tokens = padded_tokens(capped, batches)
         return batches, stats

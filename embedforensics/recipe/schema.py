@@ -58,9 +58,9 @@ class ModelSpec(_Strict):
     max_tokens_per_batch: int | None = Field(
         None, ge=1, description="Also bound each batch's padded tokens (rows x longest "
         "row); default: only batch_size bounds it.")
-    max_padding: float | None = Field(
-        0.1, ge=0, lt=1, description="End a batch before a row that would make padding "
-        "more than this fraction of it (inputs are sorted by tokens); null: no limit.")
+    batch_overhead_tokens: float | None = Field(
+        64, ge=0, description="The fixed cost of one forward pass, in tokens: batches are "
+        "cut to minimise padded tokens + this x batches (null: full-size batches).")
     device_map: str | None = Field(
         None, description="'auto' (or 'balanced', 'sequential'): spread a model too big "
         "for one device with accelerate's big-model inference; overrides 'device'.")
