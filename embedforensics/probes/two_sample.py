@@ -223,7 +223,7 @@ class TwoSampleProbe(Probe):
                        f"({self.n_permutations} permutations), BH-adjusted p < {level}",
                 description="Pairs a classifier tells apart better than the majority rate."),
             "min_mmd_p_adjusted": Metric(
-                value=min_p, n=len(records),
+                value=min_p, n=len(records), method="minimum over pairs",
                 description="Smallest BH-adjusted MMD p-value; the permutation test cannot "
                             f"go below 1/(1+{self.n_permutations}).")}
         columns = ["label a", "label b", "n a", "n b", "MMD²", "MMD p (BH)", "energy",
