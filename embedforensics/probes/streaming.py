@@ -131,7 +131,8 @@ def streaming_lda(X: Any, y: np.ndarray, shrinkage: float = 0.0,
             shift = chunk.mean(axis=0)
         c = chunk - shift
         cross += c.T @ c
-        np.add.at(sums, codes[start:start + len(c)], c)
+        onehot = np.eye(k)[codes[start:start + len(c)]]  # rows × k
+        sums += onehot.T @ c
     n = counts.sum()
     means_c = sums / counts[:, None]
     within = cross - (means_c.T * counts) @ means_c     # Σ_k Σ_i (x − μ_k)(x − μ_k)ᵀ
