@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> None:
         for k, v in p_values(fresh[idx[:n]], fresh[idx[n:]], rep, args.permutations,
                              args.cv_permutations, args.lda_permutations).items():
             null.setdefault(k, []).append(v)
+        if rep % 10 == 9:
+            print(f"null repetition {rep + 1}/{args.reps}, "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
     power: dict[str, list[float]] = {}
     for rep in range(args.power_reps):
         rng = np.random.default_rng(10_000 + rep)
