@@ -133,11 +133,9 @@ class LearningCurveProbe(Probe):
             series.append({"label": name, "x": [int(s) for s in sizes],
                            "y": [row[col] for row in rows_out], "marker": True})
             if self.n_repeats > 1:
-                series.append({"label": f"{name} 95% CI", "dashed": True,
-                               "x": [int(s) for s in sizes],
-                               "y": [row[col + 2] for row in rows_out]})
-                series.append({"label": "_nolegend_", "dashed": True, "x": [int(s) for s in sizes],
-                               "y": [row[col + 3] for row in rows_out]})
+                series.append({"label": f"{name} 95% CI", "x": [int(s) for s in sizes],
+                               "low": [row[col + 2] for row in rows_out],
+                               "high": [row[col + 3] for row in rows_out]})
 
         a_mean, a_sd, a_ci = mean_t_interval(acc[:, -1])
         u_mean, u_sd, u_ci = mean_t_interval(auc[:, -1])

@@ -152,7 +152,8 @@ def test_result_shape(name: str) -> None:
             values = np.asarray(data["values"])
             assert values.shape == (len(data["row_labels"]), len(data["col_labels"]))
         elif plot.kind == "lines":
-            assert all(len(s["x"]) == len(s["y"]) for s in data["series"])
+            assert all(len(s["x"]) == len(s["y"] if "y" in s else s["low"])
+                       for s in data["series"])
         else:  # pragma: no cover - a new kind must be added to the report first
             pytest.fail(f"unknown plot kind {plot.kind}")
         assert plot.title
