@@ -14,6 +14,7 @@ on a 20,000-row subsample, as a sanity check at scale.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -68,13 +69,17 @@ def make_data(path: Path, n: int, d: int, seed: int) -> np.ndarray:
     return y
 
 
-def timed(label: str, fn, results: list) -> object:
-    t0 = time.perf_counter()
-    out = fn()
-    seconds = time.perf_counter() - t0
-    results.append((label, seconds, peak_rss_gib()))
-    print(f"{label}: {seconds:.1f} s, peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
-    return out
+def labels(n: int, seed: int) -> np.ndarray:
+    """The labels ``make_data`` draws first from the same seed."""
+    return np.random.default_rng(seed).integers(0, 2, n).astype(np.int8)
+
+
+def record(log: Path, label: str, seconds: float, **extra: object) -> None:
+    entry = {"step": label, "seconds": seconds, "peak_rss_gib": peak_rss_gib(),
+             "load": os.getloadavg()[0], **extra}
+    print(json.dumps(entry), flush=True)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
 
 
 def main() -> None:
@@ -82,6 +87,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=1024)
     parser.add_argument("--path", default="/tmp/embedforensics_scale.f32")
+    parser.add_argument("--steps", default="write,pca,lda,logistic,two_sample",
+                        help="comma list; each step can run in its own process (its peak "
+                             "RSS is then its own)")
+    parser.add_argument("--log", default="/tmp/embedforensics_scale.jsonl",
+                        help="JSON lines, one per step, appended")
+    parser.add_argument("--render", action="store_true", help="write the table from --log")
     parser.add_argument("--logistic-iter", type=int, default=30)
     parser.add_argument("--two-sample-n", type=int, default=100_000)
     parser.add_argument("--two-sample-d", type=int, default=384)
@@ -89,88 +100,122 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output")
     args = parser.parse_args()
+    if args.render:
+        text = render(args)
+        print(text)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        return
     with threadpool_limits(args.threads):
-        lines = run(args)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        for step in args.steps.split(","):
+            STEPS[step](args)
 
 
-def run(args: argparse.Namespace) -> list[str]:
-    results: list[tuple[str, float, float]] = []
-    path = Path(args.path)
-    n, d = args.n, args.d
-    load_start = os.getloadavg()[0]
-    y = timed(f"write synthetic {n:,} × {d} float32 ({n * d * 4 / 2**30:.1f} GiB)",
-              lambda: make_data(path, n, d, seed=0), results)
-    X = FileRows(path, n, d)
-    pca = timed("PCA, 10 components (streamed covariance + eigh)",
-                lambda: streaming_pca(X, 10), results)
-    lda = timed("LDA (streamed scatter matrices, shrinkage 0.1)",
-                lambda: streaming_lda(X, y, shrinkage=0.1), results)
-    moments = timed("moments pass for standardisation", lambda: streaming_moments(X), results)
-    logistic = timed(f"logistic regression, L-BFGS, ≤{args.logistic_iter} iterations",
-                     lambda: streaming_logistic(X, y, max_iter=args.logistic_iter,
-                                                moments=moments), results)
-    test = X[n - 100_000:n]
-    acc_lda = float(np.mean(lda.predict(test) == y[n - 100_000:]))
-    acc_log = float(np.mean(logistic.predict(test) == y[n - 100_000:].astype(int)))
+def step_write(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    make_data(Path(args.path), args.n, args.d, seed=0)
+    record(Path(args.log), f"write synthetic {args.n:,} × {args.d} float32 "
+           f"({args.n * args.d * 4 / 2**30:.1f} GiB)", time.perf_counter() - t0)
 
+
+def _test_rows(args: argparse.Namespace, X: FileRows, y: np.ndarray):
+    m = min(100_000, args.n // 10)
+    return X[args.n - m:args.n], y[args.n - m:], m
+
+
+def step_pca(args: argparse.Namespace) -> None:
+    X = FileRows(Path(args.path), args.n, args.d)
+    t0 = time.perf_counter()
+    pca = streaming_pca(X, 10)
+    record(Path(args.log), "PCA, 10 components (streamed covariance + eigh)",
+           time.perf_counter() - t0,
+           result="explained-variance ratios of PC1–PC3: "
+                  + ", ".join(f"{v:.4f}" for v in pca.explained_variance_ratio_[:3]))
+
+
+def step_lda(args: argparse.Namespace) -> None:
+    X = FileRows(Path(args.path), args.n, args.d)
+    y = labels(args.n, 0)
+    t0 = time.perf_counter()
+    lda = streaming_lda(X, y, shrinkage=0.1)
+    seconds = time.perf_counter() - t0
+    test, yt, m = _test_rows(args, X, y)
+    record(Path(args.log), "LDA (streamed scatter matrices, shrinkage 0.1)", seconds,
+           result=f"accuracy on the last {m:,} rows (training rows): "
+                  f"{np.mean(lda.predict(test) == yt):.4f}")
+
+
+def step_logistic(args: argparse.Namespace) -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    X = FileRows(Path(args.path), args.n, args.d)
+    y = labels(args.n, 0)
+    t0 = time.perf_counter()
+    moments = streaming_moments(X)
+    fit = streaming_logistic(X, y, max_iter=args.logistic_iter, moments=moments)
+    seconds = time.perf_counter() - t0
+    test, yt, m = _test_rows(args, X, y)
+    acc = float(np.mean(fit.predict(test) == yt))
     sub = X[0:20_000]
     ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(sub, y[:20_000])
-    ref_acc = float(np.mean(ref.predict(test) == y[n - 100_000:]))
-    cos = float(ref[-1].coef_[0] @ logistic.coef_
-                / np.linalg.norm(ref[-1].coef_[0]) / np.linalg.norm(logistic.coef_))
-    del sub, test
+    ref_acc = float(np.mean(ref.predict(test) == yt))
+    cos = float(ref[-1].coef_[0] @ fit.coef_
+                / np.linalg.norm(ref[-1].coef_[0]) / np.linalg.norm(fit.coef_))
+    record(Path(args.log), f"logistic regression (standardisation pass + L-BFGS, "
+                           f"≤{args.logistic_iter} iterations)", seconds,
+           result=f"{fit.n_iter_} iterations, {fit.passes_} passes, converged="
+                  f"{fit.converged_}; accuracy on the last {m:,} rows {acc:.4f}; "
+                  f"scikit-learn's exact pipeline on a 20,000-row subsample {ref_acc:.4f}; "
+                  f"cosine between coefficient vectors {cos:.3f}")
 
+
+def step_two_sample(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(1)
-    m, dd = args.two_sample_n, args.two_sample_d
+    m, dd, perms = args.two_sample_n, args.two_sample_d, args.permutations
     A = rng.standard_normal((m, dd), dtype=np.float32)
     B = rng.standard_normal((m, dd), dtype=np.float32)
     B[:, 0] += 0.03  # a small real shift
-    mmd = timed(f"two-sample: MMD, random Fourier features (D=512), {m:,} per side × {dd}, "
-                f"{args.permutations} permutations",
-                lambda: rff_mmd_test(A, B, n_permutations=args.permutations, seed=0), results)
-    energy = timed(f"two-sample: sliced energy (64 directions), {m:,} per side, "
-                   f"{args.permutations} permutations",
-                   lambda: sliced_energy_test(A, B, n_permutations=args.permutations, seed=0),
-                   results)
+    log = Path(args.log)
+    t0 = time.perf_counter()
+    mmd = rff_mmd_test(A, B, n_permutations=perms, seed=0)
+    record(log, f"two-sample: MMD, random Fourier features (D=512), {m:,} per side × {dd}, "
+                f"{perms} permutations", time.perf_counter() - t0,
+           result=f"p = {mmd['mmd_p']:.3f} (shift 0.03 sd on one axis)")
+    t0 = time.perf_counter()
+    energy = sliced_energy_test(A, B, n_permutations=perms, seed=0)
+    record(log, f"two-sample: sliced energy (64 directions), {m:,} per side × {dd}, "
+                f"{perms} permutations", time.perf_counter() - t0,
+           result=f"p = {energy['energy_p']:.3f}")
+    t0 = time.perf_counter()
     is_a = np.r_[np.ones(m, bool), np.zeros(m, bool)]
-    c2st = timed(f"two-sample: ridge classifier test, 5 folds, {m:,} per side, "
-                 f"{args.permutations} permutations with refits",
-                 lambda: ridge_c2st(np.concatenate([A, B]), is_a, n_folds=5,
-                                    n_permutations=args.permutations, seed=0), results)
-    path.unlink(missing_ok=True)
+    c2st = ridge_c2st(np.concatenate([A, B]), is_a, n_folds=5, n_permutations=perms, seed=0)
+    record(log, f"two-sample: ridge classifier test, 5 folds, {m:,} per side × {dd}, "
+                f"{perms} permutations with refits", time.perf_counter() - t0,
+           result=f"accuracy {c2st['c2st_accuracy']:.4f}, p = {c2st['c2st_p']:.3f}")
 
+
+STEPS = {"write": step_write, "pca": step_pca, "lda": step_lda, "logistic": step_logistic,
+         "two_sample": step_two_sample}
+
+
+def render(args: argparse.Namespace) -> str:
+    entries = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line]
     out = [
         "# Scale: out-of-core PCA / LDA / linear probe and scalable two-sample tests", "",
-        f"- command: `{' '.join([os.path.relpath(sys.executable), *sys.argv])}`",
+        f"- command (table): `{' '.join([os.path.relpath(sys.executable), *sys.argv])}`",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-        f"shared with other jobs; load average {load_start:.1f} at start, "
-        f"{os.getloadavg()[0]:.1f} at end; BLAS threads {args.threads}",
+        f"shared with other jobs (load average per step below); BLAS threads {args.threads}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items() if v),
-        f"- data: synthetic {n:,} × {d} float32 in a raw file read in 65,536-row chunks; "
-        f"labels 50/50 with a small mean shift; seed 0", "",
-        "| step | wall s | peak RSS so far (GiB) |", "|---|---|---|"]
-    out += [f"| {label} | {s:.1f} | {rss:.2f} |" for label, s, rss in results]
-    out += ["", "Results:", "",
-            f"- PCA explained-variance ratios of PC1–PC3: "
-            f"{', '.join(f'{v:.4f}' for v in pca.explained_variance_ratio_[:3])}",
-            f"- LDA accuracy on the last 100,000 rows (in the training data): {acc_lda:.4f}",
-            f"- logistic regression: {logistic.n_iter_} iterations, {logistic.passes_} passes "
-            f"over the data, converged={logistic.converged_}; accuracy on the last 100,000 "
-            f"rows {acc_log:.4f}; scikit-learn's exact pipeline on a 20,000-row subsample: "
-            f"{ref_acc:.4f}; cosine between the two coefficient vectors {cos:.3f}",
-            f"- two-sample at {m:,} per side (shift 0.03 sd on one of {dd} axes): MMD p = "
-            f"{mmd['mmd_p']:.3f}, energy p = {energy['energy_p']:.3f}, classifier accuracy "
-            f"{c2st['c2st_accuracy']:.4f} (p = {c2st['c2st_p']:.3f})"]
-    return out
+        f"- data: synthetic {args.n:,} × {args.d} float32 in a raw file read in 65,536-row "
+        f"chunks; labels 50/50 with a small mean shift; seed 0; each step ran in its own "
+        f"process, so its peak RSS is its own", "",
+        "| step | wall s | peak RSS (GiB) | load avg | result |", "|---|---|---|---|---|"]
+    out += [f"| {e['step']} | {e['seconds']:.1f} | {e['peak_rss_gib']:.2f} | {e['load']:.1f} "
+            f"| {e.get('result', '')} |" for e in entries]
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
