@@ -210,8 +210,10 @@ def render(args: argparse.Namespace) -> str:
         f"shared with other jobs (load average per step below); BLAS threads {args.threads}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items() if v),
         f"- data: synthetic {args.n:,} × {args.d} float32 in a raw file read in 65,536-row "
-        f"chunks; labels 50/50 with a small mean shift; seed 0; each step ran in its own "
-        f"process, so its peak RSS is its own", "",
+        f"chunks; labels 50/50 with a small mean shift; seed 0",
+        "- peak RSS: the maximum resident set size of the step's process at the end of the "
+        "step (steps run with one --steps list share a process, so a later step's peak "
+        "includes the earlier ones')", "",
         "| step | wall s | peak RSS (GiB) | load avg | result |", "|---|---|---|---|---|"]
     out += [f"| {e['step']} | {e['seconds']:.1f} | {e['peak_rss_gib']:.2f} | {e['load']:.1f} "
             f"| {e.get('result', '')} |" for e in entries]
