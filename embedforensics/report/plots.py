@@ -49,16 +49,26 @@ def render_plot(plot: dict[str, Any]) -> bytes | None:
                             color="white" if v > 0.6 * vmax else "black")
             fig.colorbar(im, ax=ax, shrink=0.8)
         elif kind == "lines":
-            # {"series": [{"label", "x", "y", "step", "dashed"?, "marker"?}]}: eCDFs (step)
-            # and reliability diagrams (points joined by lines)
+            # {"series": [{"label", "x", "y", "step", "dashed"?, "marker"?}]}: eCDFs (step),
+            # reliability diagrams (points joined by lines), learning curves, layer sweeps
+            # a series with "low"/"high" instead of "y" is a shaded interval band in the
+            # colour of the line before it
+            last_color = _PALETTE[0]
             for i, series in enumerate(data.get("series", [])):
                 x = np.asarray(series.get("x", []), dtype=float)
+                if "low" in series:
+                    low = np.asarray(series["low"], dtype=float)
+                    high = np.asarray(series["high"], dtype=float)
+                    ax.fill_between(x, low, high, color=last_color, alpha=0.18, linewidth=0,
+                                    label=str(series.get("label", "")))
+                    continue
                 y = np.asarray(series.get("y", []), dtype=float)
                 style = {"color": _PALETTE[i % len(_PALETTE)], "linewidth": 1.4,
                          "label": str(series.get("label", "")),
                          "linestyle": "--" if series.get("dashed") else "-"}
                 if series.get("dashed"):
                     style["color"] = "#7f7f7f"
+                last_color = style["color"]
                 if series.get("step"):
                     ax.step(x, y, where="post", **style)
                 else:

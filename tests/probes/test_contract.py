@@ -10,10 +10,13 @@ import pytest
 from sklearn.base import clone
 
 from embedforensics.probes.base import Probe, ProbeParameterError
+from embedforensics.probes.baselines import SurfaceBaselineProbe
 from embedforensics.probes.cluster import ClusterProbe
 from embedforensics.probes.lda import LDAProbe
+from embedforensics.probes.learning_curve import LearningCurveProbe
 from embedforensics.probes.linear import LinearProbe
 from embedforensics.probes.pca import PCAProbe
+from embedforensics.probes.two_sample import TwoSampleProbe
 from embedforensics.registry import PROBES
 
 # Small settings keep the whole module fast; defaults are exercised in the per-probe tests.
@@ -22,7 +25,11 @@ FAST = {
     "lda": (LDAProbe, {"n_folds": 3, "n_permutations": 9}),
     "cluster": (ClusterProbe, {"n_seeds": 3}),
     "linear": (LinearProbe, {"n_folds": 3, "n_bootstrap": 50, "n_permutations": 9}),
+    "learning_curve": (LearningCurveProbe, {"n_sizes": 3, "n_repeats": 3}),
+    "two_sample": (TwoSampleProbe, {"n_permutations": 19, "n_folds": 3}),
+    "baselines": (SurfaceBaselineProbe, {"n_folds": 3}),
 }
+NEEDS_TEXTS = {"baselines"}
 NAMES = sorted(FAST)
 
 
@@ -38,6 +45,10 @@ def make_data(seed: int = 0, n_per: int = 30, d: int = 6, labels: tuple = ("a", 
 def make(name: str, **overrides: object) -> Probe:
     cls, params = FAST[name]
     return cls(**{**params, **overrides})
+
+
+def test_every_registered_probe_is_covered_here() -> None:
+    assert set(PROBES.names()) == set(FAST)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -106,21 +117,23 @@ def test_result_is_deterministic_and_json_ready(name: str) -> None:
     assert first == second
     text = json.dumps(first, allow_nan=False)  # strict JSON: no NaN/inf sneaks through
     assert json.loads(text) == first
-    # Without context the probe still works.
-    assert make(name, seed=5).fit(X, y).result_.to_dict()["metrics"] == first["metrics"]
+    # Without context the probe still works (except those that need the texts).
+    if name not in NEEDS_TEXTS:
+        assert make(name, seed=5).fit(X, y).result_.to_dict()["metrics"] == first["metrics"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_result_shape(name: str) -> None:
     X, y = make_data()
-    result = make(name).fit(X, y).result_
+    texts = [f"text {'x' * (i % 7)}" for i in range(len(y))]
+    result = make(name).fit(X, y, texts=texts).result_
     assert result.probe == name
     s = result.summary
     assert s.endswith(".") and "n=" in s and s.count(". ") == 0  # one sentence
     assert result.metrics
     for key, metric in result.metrics.items():
         assert key == key.lower() and " " not in key
-        assert metric.n == len(y)
+        assert 0 < metric.n <= len(y)  # the rows behind the number (a subset for some)
         assert np.isfinite(metric.value)
         if metric.ci is not None:
             assert metric.ci_level == 0.95
@@ -138,6 +151,9 @@ def test_result_shape(name: str) -> None:
         elif plot.kind == "matrix":
             values = np.asarray(data["values"])
             assert values.shape == (len(data["row_labels"]), len(data["col_labels"]))
+        elif plot.kind == "lines":
+            assert all(len(s["x"]) == len(s["y"] if "y" in s else s["low"])
+                       for s in data["series"])
         else:  # pragma: no cover - a new kind must be added to the report first
             pytest.fail(f"unknown plot kind {plot.kind}")
         assert plot.title

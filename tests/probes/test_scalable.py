@@ -108,3 +108,14 @@ def test_auto_switches_to_the_scalable_estimators_above_the_threshold() -> None:
     assert big.params["methods_used"] != small.params["methods_used"]
     forced = TwoSampleProbe(n_permutations=19, method="scalable").fit(X, y).result_
     assert forced.params["methods_used"] == big.params["methods_used"]
+
+
+def test_exact_on_a_huge_pair_is_refused_clearly(monkeypatch) -> None:
+    from embedforensics.probes import two_sample
+    from embedforensics.probes.base import ProbeParameterError
+
+    monkeypatch.setattr(two_sample, "EXACT_LIMIT", 50)
+    A, B = _pair(6, n_a=30, n_b=30)
+    X, y = np.concatenate([A, B]), np.array(["a"] * 30 + ["b"] * 30)
+    with pytest.raises(ProbeParameterError, match="method='exact' needs 60 × 60 matrices"):
+        TwoSampleProbe(n_permutations=19, method="exact").fit(X, y)

@@ -1,0 +1,224 @@
+"""Out-of-core PCA, LDA and logistic regression for embeddings larger than memory.
+
+The probes hand scikit-learn the whole matrix. For 1,000,000 × 1,024 float32 embeddings
+(4 GB, often a memory-mapped file) these functions read it in row chunks and keep only
+``d × d`` accumulators, so memory is ``O(chunk × d + d²)`` whatever ``n`` is:
+
+* :func:`streaming_pca` — exact PCA from the streamed covariance (float64 sums of
+  ``xᵀx`` per chunk, shifted by the first chunk's mean for numerical stability), then
+  ``eigh``; equal to ``sklearn.decomposition.PCA(svd_solver="covariance_eigh")``.
+* :func:`streaming_lda` — per-label counts, sums and the pooled scatter in one pass; the
+  within-label scatter is the total scatter minus the between-label part; the discriminant
+  directions solve the generalised eigenproblem ``S_b v = λ S_w v`` (optionally with a
+  fixed shrinkage of ``S_w`` toward a scaled identity). Its decision rule equals
+  ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage=s)`` for a fixed ``s``.
+* :func:`streaming_logistic` — L2-regularised binary logistic regression on standardised
+  features with scipy's L-BFGS, each function/gradient evaluation one pass over the
+  chunks; the same objective as ``LogisticRegression(C=C)`` behind a ``StandardScaler``.
+
+``X`` is anything with ``shape`` and row slicing (numpy array, ``np.memmap``, or a reader
+that returns a chunk for ``X[start:stop]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+CHUNK_ROWS = 65_536
+
+
+def _chunks(X: Any, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    n = X.shape[0]
+    for start in range(0, n, chunk_rows):
+        yield start, np.asarray(X[start:min(n, start + chunk_rows)], dtype=np.float64)
+
+
+@dataclass
+class Moments:
+    """Row count, mean and centred scatter ``Σ (x − mean)(x − mean)ᵀ`` of streamed rows."""
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray
+
+
+def streaming_moments(X: Any, chunk_rows: int = CHUNK_ROWS) -> Moments:
+    """Mean and scatter in one pass (sums shifted by the first chunk's mean)."""
+    d = X.shape[1]
+    shift = None
+    total = np.zeros(d)
+    cross = np.zeros((d, d))
+    n = 0
+    for _, chunk in _chunks(X, chunk_rows):
+        if shift is None:
+            shift = chunk.mean(axis=0)
+        c = chunk - shift
+        total += c.sum(axis=0)
+        cross += c.T @ c
+        n += len(c)
+    mean_c = total / n
+    return Moments(n=n, mean=shift + mean_c, scatter=cross - n * np.outer(mean_c, mean_c))
+
+
+@dataclass
+class StreamingPCA:
+    mean_: np.ndarray
+    components_: np.ndarray          # k × d, rows are unit vectors, sign-fixed
+    explained_variance_: np.ndarray
+    explained_variance_ratio_: np.ndarray
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+
+
+def streaming_pca(X: Any, n_components: int, chunk_rows: int = CHUNK_ROWS) -> StreamingPCA:
+    """Exact PCA from the streamed covariance; component signs follow scikit-learn's
+    ``svd_flip`` convention (largest-magnitude loading of each component positive)."""
+    m = streaming_moments(X, chunk_rows)
+    cov = m.scatter / (m.n - 1)
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1][:n_components]
+    comps = vectors[:, order].T
+    signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
+    comps *= signs[:, None]
+    total = float(np.trace(cov))
+    return StreamingPCA(mean_=m.mean, components_=comps, explained_variance_=values[order],
+                        explained_variance_ratio_=values[order] / total)
+
+
+@dataclass
+class StreamingLDA:
+    classes_: np.ndarray
+    means_: np.ndarray               # k × d
+    priors_: np.ndarray
+    covariance_: np.ndarray          # pooled within-label covariance (after shrinkage)
+    coef_: np.ndarray                # k × d (or 1 × d for two labels), as sklearn
+    intercept_: np.ndarray
+    scalings_: np.ndarray            # d × (k − 1) discriminant directions
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        scores = np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        s = self.decision_function(X)
+        idx = (s > 0).astype(int) if s.ndim == 1 else np.argmax(s, axis=1)
+        return self.classes_[idx]
+
+
+def streaming_lda(X: Any, y: np.ndarray, shrinkage: float = 0.0,
+                  chunk_rows: int = CHUNK_ROWS) -> StreamingLDA:
+    """LDA from streamed per-label sums and the pooled scatter (one pass over ``X``).
+
+    The within-label covariance is ``S_w / n``, the prior-weighted mean of the per-label
+    maximum-likelihood covariances that scikit-learn's ``lsqr``/``eigen`` solvers use;
+    ``shrinkage`` in [0, 1] mixes it with ``mean(diag) × I`` exactly as their float
+    ``shrinkage`` does (``sklearn.covariance.shrunk_covariance`` is linear in the matrix).
+    """
+    y = np.asarray(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    k, d = len(classes), X.shape[1]
+    counts = np.bincount(codes, minlength=k).astype(float)
+    sums = np.zeros((k, d))
+    shift = None
+    cross = np.zeros((d, d))
+    for start, chunk in _chunks(X, chunk_rows):
+        if shift is None:
+            shift = chunk.mean(axis=0)
+        c = chunk - shift
+        cross += c.T @ c
+        onehot = np.eye(k)[codes[start:start + len(c)]]  # rows × k
+        sums += onehot.T @ c
+    n = counts.sum()
+    means_c = sums / counts[:, None]
+    within = cross - (means_c.T * counts) @ means_c     # Σ_k Σ_i (x − μ_k)(x − μ_k)ᵀ
+    cov = within / n
+    if shrinkage:
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / d * np.eye(d)
+    means = means_c + shift
+    priors = counts / n
+    coef = np.linalg.solve(cov, means.T).T                # k × d
+    intercept = -0.5 * np.einsum("kd,kd->k", means, coef) + np.log(priors)
+    if k == 2:
+        coef = coef[1:] - coef[:1]
+        intercept = intercept[1:] - intercept[:1]
+    grand = (counts @ means) / n
+    between = ((means - grand).T * counts) @ (means - grand)
+    from scipy.linalg import eigh
+
+    values, vectors = eigh(between, cov)
+    scalings = vectors[:, np.argsort(values)[::-1][:k - 1]]
+    return StreamingLDA(classes_=classes, means_=means, priors_=priors, covariance_=cov,
+                        coef_=coef, intercept_=intercept, scalings_=scalings)
+
+
+@dataclass
+class StreamingLogistic:
+    classes_: np.ndarray
+    mean_: np.ndarray
+    scale_: np.ndarray
+    coef_: np.ndarray                # on standardised features, like the sklearn pipeline
+    intercept_: float
+    n_iter_: int
+    converged_: bool
+    passes_: int
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        return Z @ self.coef_ + self.intercept_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+def streaming_logistic(X: Any, y: np.ndarray, C: float = 1.0, max_iter: int = 100,
+                       tol: float = 1e-6, chunk_rows: int = CHUNK_ROWS,
+                       moments: Moments | None = None) -> StreamingLogistic:
+    """Binary logistic regression on standardised features, out of core.
+
+    Minimises ``Σ log(1 + exp(−t·(zᵀw + b))) + ‖w‖² / (2C)`` (``t = ±1``), the objective of
+    ``LogisticRegression(C=C)`` (intercept unpenalised), with L-BFGS-B; each evaluation is
+    one pass over the chunks. ``moments`` (from :func:`streaming_moments`) saves the
+    standardisation pass when already computed.
+    """
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
+    y = np.asarray(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) != 2:
+        raise ValueError("streaming_logistic handles two labels")
+    t = np.where(codes == 1, 1.0, -1.0)
+    m = moments if moments is not None else streaming_moments(X, chunk_rows)
+    mean = m.mean
+    scale = np.sqrt(np.diag(m.scatter) / m.n)  # StandardScaler: population sd
+    scale[scale == 0] = 1.0
+    d = X.shape[1]
+    passes = 0
+
+    def fun(params: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal passes
+        passes += 1
+        w, b = params[:d], params[d]
+        loss, grad_w, grad_b = 0.0, np.zeros(d), 0.0
+        for start, chunk in _chunks(X, chunk_rows):
+            Z = (chunk - mean) / scale
+            tt = t[start:start + len(Z)]
+            margin = tt * (Z @ w + b)
+            loss -= float(np.sum(log_expit(margin)))
+            r = -tt * expit(-margin)
+            grad_w += Z.T @ r
+            grad_b += float(r.sum())
+        loss += 0.5 * float(w @ w) / C
+        grad_w += w / C
+        return loss, np.append(grad_w, grad_b)
+
+    res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-15})
+    return StreamingLogistic(classes_=classes, mean_=mean, scale_=scale, coef_=res.x[:d],
+                             intercept_=float(res.x[d]), n_iter_=int(res.nit),
+                             converged_=bool(res.success), passes_=passes)
