@@ -429,10 +429,12 @@ def _minilm_worker(spec: dict) -> dict:
     order = torch.argsort(lengths, stable=True)  # length-sorted batches pad less
     inputs = {"input_ids": enc["input_ids"][order],
               "attention_mask": enc["attention_mask"][order]}
+    cpu0 = time.process_time()
     dt, before, peak, kern = _peak_rss_during(lambda: trntk_kernel(
         model, inputs, params=params, projection_dim=spec["k"], batch_size=spec["batch"],
         split=spec["split"]))
-    return {"P": p, "time_s": dt, "rss_before_mb": before, "peak_rss_mb": peak,
+    cpu = time.process_time() - cpu0
+    return {"P": p, "time_s": dt, "cpu_s": cpu, "rss_before_mb": before, "peak_rss_mb": peak,
             "mean_tokens": float(lengths.float().mean()), "kernel_mb": kern.nbytes / 2**20,
             "median_offdiag": float(np.median(kern[~np.eye(len(texts), dtype=bool)]))}
 
@@ -449,7 +451,9 @@ def section_minilm_scale(grid: list[tuple[int, int]], batch: int, threads: int,
             r = json.loads(res.stdout.strip().splitlines()[-1])
             row = (f"| {n:,} | {r['mean_tokens']:.1f} | {r['P']:,} | {k} | {batch} | "
                    f"{'yes' if split else 'no'} | {r['time_s']:.1f} | "
-                   f"{r['time_s'] / n * 1000:.0f} | {r['peak_rss_mb']:.0f} | "
+                   f"{r['time_s'] / n * 1000:.0f} | {r['cpu_s']:.1f} | "
+                   f"{r['cpu_s'] / n * 1000:.0f} | {os.getloadavg()[0]:.1f} | "
+                   f"{r['peak_rss_mb']:.0f} | "
                    f"{r['peak_rss_mb'] - r['rss_before_mb']:.0f} | {r['kernel_mb']:.0f} |")
             rows.append(row)
             print(row, flush=True)
@@ -462,9 +466,12 @@ def section_minilm_scale(grid: list[tuple[int, int]], batch: int, threads: int,
         "the blocks before layer 5 run as a plain batched forward and only the rest is "
         "differentiated (HFClassifierLogits.gradient_split). Peak RSS sampled every 5 ms; "
         "growth = peak − RSS after loading the model and tokenising.", "",
-        "| n texts | mean tokens | P | k | batch | prefix split | time s | ms/text | "
-        "peak RSS MB | growth MB | kernel MB |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|", *rows, ""])
+        "CPU s = process CPU time (user + system, all threads), less sensitive than wall "
+        "time to the other jobs on a shared machine; load = 1-minute load average when the "
+        "row finished.", "",
+        "| n texts | mean tokens | P | k | batch | prefix split | wall s | wall ms/text | "
+        "CPU s | CPU ms/text | load | peak RSS MB | growth MB | kernel MB |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|", *rows, ""])
 
 
 def main() -> None:
