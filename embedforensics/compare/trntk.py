@@ -29,8 +29,12 @@ with ``"." + entry`` or contains ``"." + entry + "."`` — so ``["encoder.layer.
 Computation: per-example, per-class gradients with :mod:`torch.func` (``functional_call``,
 ``vmap`` over examples of ``jacrev`` over the selected parameters), ``batch_size`` examples at
 a time, in eval mode (dropout off; the training flag is restored afterwards). The exact path
-keeps the ``[n, C, P]`` gradient features of ``inputs_a`` and ``inputs_b`` and refuses (with a
-ValueError) when they exceed ``max_bytes``. The projected path (``projection_dim=k``) maps
+keeps the ``[n, C, P]`` float64 gradient features of ``inputs_a`` and ``inputs_b`` when they fit
+in ``max_bytes``; otherwise it streams: parameter tensors are grouped so that one group's
+features fit (a tensor too large alone is taken in example blocks), each group's gradients
+are recomputed and their Gram blocks summed — the same kernel with bounded memory and more
+time. Only a single example's gradient of one tensor larger than ``max_bytes`` is refused
+(ValueError). The projected path (``projection_dim=k``) maps
 each per-class gradient through a seeded random matrix ``R`` (``P × k``, entries ±1/√k for
 ``projection="rademacher"`` or N(0, 1/k) for ``"gaussian"``, so ``E[R Rᵀ] = I`` and the
 projected unnormalised kernel is unbiased), generated per parameter tensor in row chunks of
