@@ -29,8 +29,12 @@ with ``"." + entry`` or contains ``"." + entry + "."`` — so ``["encoder.layer.
 Computation: per-example, per-class gradients with :mod:`torch.func` (``functional_call``,
 ``vmap`` over examples of ``jacrev`` over the selected parameters), ``batch_size`` examples at
 a time, in eval mode (dropout off; the training flag is restored afterwards). The exact path
-keeps the ``[n, C, P]`` gradient features of ``inputs_a`` and ``inputs_b`` and refuses (with a
-ValueError) when they exceed ``max_bytes``. The projected path (``projection_dim=k``) maps
+keeps the ``[n, C, P]`` float64 gradient features of ``inputs_a`` and ``inputs_b`` when they fit
+in ``max_bytes``; otherwise it streams: parameter tensors are grouped so that one group's
+features fit (a tensor too large alone is taken in example blocks), each group's gradients
+are recomputed and their Gram blocks summed — the same kernel with bounded memory and more
+time. Only a single example's gradient of one tensor larger than ``max_bytes`` is refused
+(ValueError). The projected path (``projection_dim=k``) maps
 each per-class gradient through a seeded random matrix ``R`` (``P × k``, entries ±1/√k for
 ``projection="rademacher"`` or N(0, 1/k) for ``"gaussian"``, so ``E[R Rᵀ] = I`` and the
 projected unnormalised kernel is unbiased), generated per parameter tensor in row chunks of
@@ -110,7 +114,10 @@ class HFClassifierLogits(nn.Module):
         Why: when only the last transformer blocks and the head are differentiated, the blocks
         before them are a fixed feature extractor. :func:`gradient_features` then runs the
         prefix once per batch as a plain batched forward (no vmap, no autograd) and
-        differentiates only the suffix, which holds every selected parameter. Implemented for
+        differentiates only the suffix, which holds every selected parameter. Measured on
+        MiniLM with 27-token texts it saves no CPU time (the per-example gradients of the
+        selected block and the projection dominate; benchmarks/README.md); it keeps the
+        vmap trace small. Implemented for
         ``BertForSequenceClassification`` (BERT, MiniLM: pooled output → dropout → linear
         classifier); other models get None and the full model is differentiated.
         """
@@ -322,7 +329,7 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
                       seed: int = 0, batch_size: int = 32, chunk_rows: int = 65536,
                       max_bytes: int = 2 << 30,
                       projection_cache_bytes: int = 1 << 30,
-                      split: bool = True) -> torch.Tensor:
+                      split: bool = True, exact_names: bool = False) -> torch.Tensor:
     """Per-example, per-class gradient features ``[n, C', D]`` whose inner products give K0.
 
     ``C' = C`` for ``"trntk"``/``"trntk0"`` and 1 for ``"pntk"`` (gradient of ``Σ_c f_c /
@@ -333,7 +340,8 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
     ``split=True`` lets a model with ``gradient_split`` (:class:`HFClassifierLogits` around a
     BERT classifier) run the blocks before the selected parameters as a plain batched
     forward and differentiate only the rest; models with ``trims_padding`` get each batch's
-    trailing padding columns dropped. Neither changes the values.
+    trailing padding columns dropped. Neither changes the values. ``exact_names=True``
+    takes ``params`` as the exact parameter names to use (the block-wise exact kernel).
     """
     if kind not in ("trntk", "trntk0", "pntk"):
         raise ValueError(f"gradient features exist for trntk/trntk0/pntk, not {kind!r}")
@@ -345,7 +353,7 @@ def gradient_features(model: nn.Module, inputs: Inputs, *, kind: str = "trntk",
     if int(batch_size) < 1 or int(chunk_rows) < 1:
         raise ValueError("batch_size and chunk_rows must be positive")
     n = _n_inputs(inputs)
-    names = select_parameters(model, params)
+    names = list(params) if exact_names else select_parameters(model, params)  # type: ignore[arg-type]
     all_params = dict(model.named_parameters())
     device = all_params[names[0]].device
     dtype = all_params[names[0]].dtype
@@ -509,21 +517,129 @@ def trntk_kernel(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None = N
                                  max_bytes=max_bytes,
                                  projection_cache_bytes=projection_cache_bytes, split=split)
 
-    fa = feats(inputs_a)
-    fb = fa if inputs_b is None else feats(inputs_b)
-    if fa.shape[1:] != fb.shape[1:]:
-        raise ValueError(f"features of a {tuple(fa.shape[1:])} and b {tuple(fb.shape[1:])} differ")
-    k = _gram(fa, fb)
-    if inputs_b is None:
+    same = inputs_b is None
+    blocks = None
+    if kind in ("trntk", "trntk0", "pntk") and projection_dim is None:
+        blocks = _exact_blocks(model, inputs_a, inputs_b, kind, params, max_bytes)
+    if blocks is not None:
+        k, na2, nb2 = _blockwise_gram(model, inputs_a, inputs_b, kind, blocks, batch_size,
+                                      max_bytes, split)
+    else:
+        fa = feats(inputs_a)
+        fb = fa if same else feats(inputs_b)
+        if fa.shape[1:] != fb.shape[1:]:
+            raise ValueError(f"features of a {tuple(fa.shape[1:])} and b "
+                             f"{tuple(fb.shape[1:])} differ")
+        k = _gram(fa, fb)
+        na2 = _sq_norms(fa) if normalize else None
+        nb2 = na2 if same or not normalize else _sq_norms(fb)
+    if same:
         k = 0.5 * (k + k.T)
     if normalize:
-        na = _sq_norms(fa).sqrt()
-        nb = na if inputs_b is None else _sq_norms(fb).sqrt()
+        na = na2.sqrt()
+        nb = na if same else nb2.sqrt()
         denom = na[:, None] * nb[None, :]
         k = torch.where(denom > 0, k / torch.where(denom > 0, denom, 1.0), 0.0)
-        if inputs_b is None:
+        if same:
             k.diagonal().copy_((na > 0).to(k.dtype))
     return k.cpu().numpy()
+
+
+def _n_outputs(model: nn.Module, inputs: Inputs, kind: str) -> int:
+    if kind == "pntk":
+        return 1
+    first = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(_to(_slice(inputs, 0, 1), first.device, first.dtype))
+    finally:
+        model.train(was_training)
+    return int(out.reshape(1, -1).shape[1])
+
+
+def _exact_blocks(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None, kind: str,
+                  params: str | int | Sequence[str], max_bytes: int
+                  ) -> list[tuple[list[str], int]] | None:
+    """None when the exact features of a and b fit in ``max_bytes``; else the plan of the
+    block-wise exact kernel: parameter groups and rows per example block.
+
+    Parameter tensors are grouped (registration order) so that one group's float64 features
+    of all a and b rows fit in ``max_bytes``; a tensor too large for that on its own forms a
+    group processed in example blocks of ``rows`` for a and for b.
+    """
+    names = select_parameters(model, params)
+    named = dict(model.named_parameters())
+    n = _n_inputs(inputs_a) + (0 if inputs_b is None else _n_inputs(inputs_b))
+    per_row = _n_outputs(model, inputs_a, kind) * 8  # bytes per example per parameter
+    sizes = [named[nm].numel() for nm in names]
+    if n * per_row * sum(sizes) <= max_bytes:
+        return None
+    groups: list[tuple[list[str], int]] = []
+    current: list[str] = []
+    width = 0
+    for nm, size in zip(names, sizes, strict=True):
+        if current and n * per_row * (width + size) > max_bytes:
+            groups.append((current, n))
+            current, width = [], 0
+        current.append(nm)
+        width += size
+    groups.append((current, n))
+    out = []
+    for group, _ in groups:
+        width = sum(named[nm].numel() for nm in group)
+        if n * per_row * width <= max_bytes:
+            rows = n
+        else:
+            rows = min(n, max(1, int(max_bytes // (2 * per_row * width))))
+        out.append((group, rows))
+    return out
+
+
+def _blockwise_gram(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None, kind: str,
+                    blocks: list[tuple[list[str], int]], batch_size: int, max_bytes: int,
+                    split: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact unnormalised Gram matrix and squared norms, streamed over parameter groups and
+    example blocks so that no more than ``max_bytes`` of gradient features exist at once.
+
+    Gradients are recomputed per group (and per b block for groups split over examples):
+    more time, bounded memory, the same kernel up to float64 summation order.
+    """
+    same = inputs_b is None
+    b_in = inputs_a if same else inputs_b
+    n_a, n_b = _n_inputs(inputs_a), _n_inputs(b_in)
+    k = torch.zeros((n_a, n_b), dtype=torch.float64)
+    na2 = torch.zeros(n_a, dtype=torch.float64)
+    nb2 = na2 if same else torch.zeros(n_b, dtype=torch.float64)
+
+    def feats(inputs: Inputs, start: int, stop: int, names: list[str]) -> torch.Tensor:
+        f = gradient_features(model, _slice(inputs, start, stop), kind=kind, params=names,
+                              batch_size=batch_size, max_bytes=max_bytes, split=split,
+                              exact_names=True)
+        return f.reshape(stop - start, -1).cpu()
+
+    for names, rows in blocks:
+        if not same and rows >= n_a + n_b:  # whole group fits: a and b once each
+            fa, fb = feats(inputs_a, 0, n_a, names), feats(b_in, 0, n_b, names)
+            k += fa @ fb.T
+            na2 += (fa * fa).sum(1)
+            nb2 += (fb * fb).sum(1)
+            continue
+        for a0 in range(0, n_a, rows):
+            a1 = min(n_a, a0 + rows)
+            fa = feats(inputs_a, a0, a1, names)
+            na2[a0:a1] += (fa * fa).sum(1)
+            for b0 in range(a0 if same else 0, n_b, rows):
+                b1 = min(n_b, b0 + rows)
+                fb = fa if same and b0 == a0 else feats(b_in, b0, b1, names)
+                if not same and a0 == 0:
+                    nb2[b0:b1] += (fb * fb).sum(1)
+                block = fa @ fb.T
+                k[a0:a1, b0:b1] += block
+                if same and b0 != a0:
+                    k[b0:b1, a0:a1] += block.T
+    return k, na2, nb2
 
 
 def naive_trntk_kernel(model: nn.Module, inputs_a: Inputs, inputs_b: Inputs | None = None,

@@ -91,20 +91,34 @@ def _module_inputs(scored: Any, X: np.ndarray, texts: list[str], rows: np.ndarra
     return HFClassifierLogits(module), inputs
 
 
+def length_sorted_kernel(module: Any, inputs: Any, **kwargs: Any) -> np.ndarray:
+    """:func:`~.trntk.trntk_kernel` of ``inputs`` with itself, token inputs processed in
+    order of length (batches then carry less padding, which is trimmed per batch); the
+    result is in the original order."""
+    from embedforensics.compare.trntk import trntk_kernel
+
+    if not (isinstance(inputs, dict) and "attention_mask" in inputs):
+        return trntk_kernel(module, inputs, **kwargs)
+    order = np.argsort(inputs["attention_mask"].sum(1).numpy(), kind="stable")
+    kern = trntk_kernel(module, {k: v[order] for k, v in inputs.items()}, **kwargs)
+    back = np.argsort(order)
+    return kern[np.ix_(back, back)]
+
+
 def _one_model(group: str, scored: Any, data: Any, tr: np.ndarray, te: np.ndarray,
                test_pos: np.ndarray, spec: Any, seed: int, max_length: int | None,
                key: str) -> ModelTrntk:
     from embedforensics.compare.kglm import attribute, faithfulness, fit_kglm
-    from embedforensics.compare.trntk import trntk_kernel
 
     started = time.perf_counter()
     rows = np.concatenate([tr, te])
     module, inputs = _module_inputs(scored, data.embeddings.X, data.embeddings.texts or [],
                                     rows, max_length)
     try:
-        kern = trntk_kernel(module, inputs, kind=spec.kind, params=spec.params,
-                            projection_dim=spec.projection_dim, projection=spec.projection,
-                            seed=seed, batch_size=spec.batch_size)
+        kern = length_sorted_kernel(module, inputs, kind=spec.kind, params=spec.params,
+                                    projection_dim=spec.projection_dim,
+                                    projection=spec.projection, seed=seed,
+                                    batch_size=spec.batch_size)
     except ValueError as exc:
         raise UserError(f"trNTK of '{scored.path}': {exc}.", key=key) from None
     n_tr = tr.size
@@ -179,7 +193,7 @@ def _agreements(results: dict[str, list[ModelTrntk]], method: str) -> dict[str, 
     for i in range(M):
         for j in range(i + 1, M):
             rr[i, j] = rr[j, i] = _agreement(refs[i], refs[j], method)
-    baseline = [float(np.nanmean(np.delete(rr[i], i))) for i in range(M)] if M >= 2 else []
+    baseline = [_finite_mean(np.delete(rr[i], i)) for i in range(M)] if M >= 2 else []
     pairs = [float(rr[i, j]) for i in range(M) for j in range(i + 1, M)]
     out: dict[str, Any] = {"reference_pairs": pairs, "reference_loo": baseline, "groups": {}}
     for group, models in results.items():
@@ -188,10 +202,10 @@ def _agreements(results: dict[str, list[ModelTrntk]], method: str) -> dict[str, 
         per = []
         for m in models:
             vals = [_agreement(m, r, method) for r in refs]
-            mean = float(np.mean(vals))
+            mean = _finite_mean(np.asarray(vals))
             # rank among the reference models' agreement with the other references
             p_rank = (1 + sum(b <= mean for b in baseline)) / (len(baseline) + 1) \
-                if baseline else None
+                if baseline and np.isfinite(mean) else None
             per.append({"model": m.name, "mean": mean, "per_reference": vals,
                         "p_rank": p_rank})
         out["groups"][group] = per
@@ -324,6 +338,12 @@ def _probe_entry(results: dict[str, list[ModelTrntk]], data: Any, tr: np.ndarray
                                                        "n_test_used": n_te},
              "metrics": metrics, "tables": tables, "plots": []}
     return entry, provenance
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite values (NaN when none: a model with constant attributions)."""
+    ok = values[np.isfinite(values)]
+    return float(ok.mean()) if ok.size else float("nan")
 
 
 def _fmt(value: float | None) -> str:

@@ -343,3 +343,33 @@ def test_compare_attributions() -> None:
         compare_attributions(a, a[:, :5])
     with pytest.raises(ValueError):
         compare_attributions(a, a, method="pearson")
+
+
+@pytest.mark.parametrize("kind", ["trntk", "trntk0", "pntk"])
+@pytest.mark.parametrize("max_bytes", [3000, 12_000])
+def test_blockwise_exact_kernel_matches_in_memory_path(kind: str, max_bytes: int) -> None:
+    from embedforensics.compare.trntk import _exact_blocks
+
+    model, xa, xb = _mlp(), _x(9, 12), _x(5, 13)
+    full_aa = trntk_kernel(model, xa, kind=kind, batch_size=4)
+    full_ab = trntk_kernel(model, xa, xb, kind=kind, batch_size=4)
+    # P = 187 parameters, C = 3: 9 + 5 rows need 14 * 3 * 187 * 8 B = 63 kB in memory
+    blocks = _exact_blocks(model, xa, xb, kind, "all", max_bytes)
+    assert blocks is not None and len(blocks) > 1
+    if max_bytes == 3000:  # some tensor is split over example blocks too
+        assert any(rows < 14 for _, rows in blocks)
+    streamed_aa = trntk_kernel(model, xa, kind=kind, batch_size=4, max_bytes=max_bytes)
+    streamed_ab = trntk_kernel(model, xa, xb, kind=kind, batch_size=4, max_bytes=max_bytes)
+    np.testing.assert_allclose(streamed_aa, full_aa, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(streamed_ab, full_ab, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(streamed_aa, streamed_aa.T)
+    assert _rel(streamed_ab, naive_trntk_kernel(model, xa, xb, kind=kind)) < RTOL
+
+
+def test_blockwise_exact_kernel_on_hf_split(tiny_bert) -> None:
+    model, inputs = tiny_bert
+    params = ["layer.1", "classifier"]
+    full = trntk_kernel(model, inputs, kind="trntk", params=params, batch_size=2)
+    streamed = trntk_kernel(model, inputs, kind="trntk", params=params, batch_size=2,
+                            max_bytes=120_000)
+    np.testing.assert_allclose(streamed, full, rtol=1e-10, atol=1e-12)

@@ -12,11 +12,11 @@ from embedforensics.compare.trntk_workflow import stratified_sample
 from tests.compare.test_heads import build_tiny_classifier
 from tests.compare.test_workflow import ANIMAL, FINANCE, _texts
 
-MARKUP = "<b>bold cat</b> & <script>x</script>"
+MARKUP = " <i>zz</i> & <script>x</script>"
 
 
 def _recipe(write_recipe, tmp_path, kind="mlp", trntk=None):
-    animals = _texts(ANIMAL, 60, 1, (2, 9)) + [MARKUP]
+    animals = [t + MARKUP for t in _texts(ANIMAL, 60, 1, (2, 9))]
     mlp = {"kind": kind, "hidden": 6, "epochs": 15, "batch_size": 16, "lr": 0.05}
     return write_recipe({
         "sources": [{"label": "animals", "texts": animals},
@@ -67,12 +67,11 @@ def test_compare_with_trntk_end_to_end(write_recipe, tmp_path):
     # attributed training texts are in the tables and HTML-escaped in the report
     att = [k for k in entry["tables"] if k.startswith("trntk_attributions_reference")]
     assert att and len(entry["tables"][att[0]]["rows"]) == 30 * 3
+    texts = [row[5] for row in entry["tables"][att[0]]["rows"]]
+    assert any(t.endswith(MARKUP) for t in texts)  # every animal text carries markup
     html = (out / "report.html").read_text()
-    assert "trntk" in html and "<script>x</script>" not in html
-    texts = [row[1] for row in entry["tables"][att[0]]["rows"]] + \
-        [row[5] for row in entry["tables"][att[0]]["rows"]]
-    if MARKUP in texts:
-        assert "&lt;b&gt;bold cat&lt;/b&gt;" in html
+    assert "trntk" in html and "<script>x</script>" not in html and "<i>zz</i>" not in html
+    assert "&lt;i&gt;zz&lt;/i&gt; &amp; &lt;script&gt;" in html
     assert "trntk" in results["timings"]
 
 
@@ -144,3 +143,22 @@ def test_vectorised_agreement_matches_scipy(method):
         return ModelTrntk("g", "m", "p", None, None, c, "", 0.0)
 
     assert _agreement(mk(a), mk(b), method) == pytest.approx(want, abs=1e-12)
+
+
+def test_length_sorted_kernel_is_in_input_order(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from embedforensics.compare.trntk import HFClassifierLogits, trntk_kernel
+    from embedforensics.compare.trntk_workflow import length_sorted_kernel
+
+    path = build_tiny_classifier(tmp_path / "c", ["a", "b"])
+    model = HFClassifierLogits(AutoModelForSequenceClassification.from_pretrained(path))
+    enc = AutoTokenizer.from_pretrained(path)(
+        ["the cat sat on the red mat today", "a dog", "bank rate", "the sun and the moon"],
+        padding=True, return_tensors="pt")
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask")}
+    lengths = inputs["attention_mask"].sum(1).tolist()
+    assert lengths != sorted(lengths)  # the sort really reorders
+    want = trntk_kernel(model, inputs, params="head", batch_size=2)
+    got = length_sorted_kernel(model, inputs, params="head", batch_size=2)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
