@@ -456,10 +456,11 @@ def _group_entry(name: str, evals: list[dict[str, Any]], ref_summary: dict[str, 
     order = np.argsort([e["alpha"][first].alpha_hat for e in evals], kind="stable")
     median_ev = evals[int(order[(k - 1) // 2])]
     flagged_frac = metrics[f"flagged_{first}"]["value"]
+    others = ", ".join(f"{m} {metrics[f'alpha_hat_{m}']['value']:.3f}" for m in methods
+                       if m != first)
     summary = (
-        f"{name}: median α̂ {metrics[f'alpha_hat_{first}']['value']:.3f} ({first}; "
-        + ", ".join(f"{m} {metrics[f'alpha_hat_{m}']['value']:.3f}" for m in methods
-                    if m != first)
+        f"{name}: median α̂ {metrics[f'alpha_hat_{first}']['value']:.3f} ({first}"
+        + (f"; {others}" if others else "")
         + f"), {flagged_frac:.0%} of {k} candidates flagged at level {cmp.level}; accuracy "
         f"{med_acc:.3f} vs reference {ref_summary['accuracy']['value']:.3f}; churn vs majority "
         f"{metrics['churn_vs_majority']['value']:.3f}.")

@@ -89,7 +89,7 @@ def test_compare_hf_checkpoints_by_glob(write_recipe, tmp_path):
     build_tiny_classifier(tmp_path / "ckpt" / "cand-0", ["finance", "animals"], seed=9)
     recipe = write_recipe({"probes": [], "compare": {
         "reference": "ckpt/ref-*", "candidates": {"other": ["ckpt/cand-*"]}, "test": "all",
-        "n_bootstrap": 50}})
+        "n_bootstrap": 50, "methods": ["bootstrap"]}})
     from embedforensics.compare.workflow import run_compare
     from embedforensics.recipe import load_recipe
 
@@ -98,6 +98,7 @@ def test_compare_hf_checkpoints_by_glob(write_recipe, tmp_path):
     assert probe.probe == "compare-other"
     assert probe.metrics["accuracy"].n == 20
     assert 0.0 <= probe.metrics["alpha_hat_bootstrap"].value <= 1.0
+    assert "(bootstrap)," in probe.summary  # one method: no dangling separator
     assert not result.results.provenance["compare"]["reference"][0]["cached"]
     # the rerun takes every checkpoint's logits from the cache without loading its weights
     again = run_compare(load_recipe(recipe), output=tmp_path / "out", progress=False)
