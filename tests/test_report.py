@@ -93,3 +93,21 @@ def test_report_in_a_real_headless_browser(report_dir):
         assert any(h.startswith("Probe 2: linear") for h in headings)
     finally:
         driver.quit()
+
+
+def test_verdict_with_a_layer_sweep_names_the_layer_and_keeps_one_headline_per_probe():
+    from types import SimpleNamespace as P
+
+    from embedforensics.report.format import verdict
+
+    probes = [P(probe="linear", layer="-1", summary="deep 90%.", error=None),
+              P(probe="linear", layer="2", summary="shallow 60%.", error=None),
+              P(probe="lda", layer="2", summary=None, error="too few rows"),
+              P(probe="layer_sweep", layer=None, summary="linear peaks at layer -1.",
+                error=None)]
+    text = verdict(P(probes=probes))
+    assert text.startswith("At layer -1 (the first of model.layers): deep 90%.")
+    assert "shallow 60%" not in text and "linear peaks at layer -1." in text
+    assert text.endswith("Failed probes: lda (layer 2).")
+    flat = verdict(P(probes=[P(probe="pca", layer=None, summary="PC1.", error=None)]))
+    assert flat == "PC1."

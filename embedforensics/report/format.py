@@ -48,8 +48,17 @@ def row_noun(results: Results) -> str:
 
 def verdict(results: Results) -> str:
     """One paragraph: the headline of each successful probe, in recipe order."""
-    summaries = [p.summary for p in results.probes if not p.error and p.summary]
-    failed = [p.probe for p in results.probes if p.error]
+    probes = results.probes
+    layered = [p for p in probes if getattr(p, "layer", None) is not None]
+    summaries: list[str] = []
+    if layered:  # a layer sweep: the first listed layer's headlines, then the sweep
+        first = layered[0].layer
+        summaries.append(f"At layer {first} (the first of model.layers):")
+        probes = [p for p in probes if getattr(p, "layer", None) in (None, first)]
+    summaries += [p.summary for p in probes if not p.error and p.summary]
+    failed = list(dict.fromkeys(
+        p.probe + (f" (layer {p.layer})" if getattr(p, "layer", None) else "")
+        for p in results.probes if p.error))
     text = " ".join(summaries) if summaries else "No probe produced a result."
     if failed:
         text += f" Failed probes: {', '.join(failed)}."
