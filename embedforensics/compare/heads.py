@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from embedforensics.errors import UserError
+from embedforensics.fileio import atomic_write
 
 HEAD_FORMAT = "embedforensics-head-v1"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -155,17 +154,6 @@ def _train_head(X: np.ndarray, y: np.ndarray, n_classes: int, settings: dict[str
                     "n_noisy_labels": int(np.count_nonzero(labels != y[idx]))}
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_head(directory: str | Path, module: Any, config: dict[str, Any]) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (each atomically) into ``directory``."""
     from safetensors.torch import save_file
@@ -173,10 +161,10 @@ def save_head(directory: str | Path, module: Any, config: dict[str, Any]) -> Pat
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(out / "model.safetensors",
+    atomic_write(out / "model.safetensors",
                   lambda tmp: save_file(state, tmp, metadata={"format": HEAD_FORMAT}))
     full = {"format": HEAD_FORMAT, **config}
-    _atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(
+    atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(
         json.dumps(full, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"))
     return out
 

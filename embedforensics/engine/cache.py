@@ -14,11 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from embedforensics.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +86,7 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": CACHE_FORMAT, "key": key, "text_fingerprint": text_fingerprint,
                 "info": json.dumps(info, sort_keys=True, default=str)}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({"embeddings": np.ascontiguousarray(array, dtype=np.float32)}, tmp,
-                      metadata=meta)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(
+            path, lambda tmp: save_file(
+                {"embeddings": np.ascontiguousarray(array, dtype=np.float32)}, tmp,
+                metadata=meta), suffix=".safetensors")

@@ -36,37 +36,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embedforensics.fileio import atomic_write_bytes, file_sha256
+
 log = logging.getLogger(__name__)
 
 SHARD_FORMAT = "embedforensics-shards-v1"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
@@ -148,7 +127,7 @@ class ShardedEntry:
         start, stop = self.ranges[i]
         problems: list[str] = []
         try:
-            if _sha256(path) != record.get("sha256"):
+            if file_sha256(path) != record.get("sha256"):
                 problems.append("sha256 differs")
             else:
                 from safetensors import safe_open
@@ -189,14 +168,14 @@ class ShardedEntry:
                     metadata={"format": SHARD_FORMAT, "key": self.key, "shard": str(i),
                               "start": str(start), "stop": str(stop)})
         path = self.dir / name
-        _atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data)
         manifest = self.manifest
         if model is not None and manifest.get("model") is None:
             manifest["model"] = model
         manifest["shards"][str(i)] = {"file": name, "start": start, "stop": stop,
                                       "sha256": hashlib.sha256(data).hexdigest(),
                                       "info": info}
-        _atomic_write_bytes(self.manifest_path,
+        atomic_write_bytes(self.manifest_path,
                             json.dumps(manifest, indent=1, sort_keys=True,
                                        default=str).encode("utf-8"))
         return path

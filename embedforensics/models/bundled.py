@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedforensics.errors import UserError
+from embedforensics.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,6 @@ def models_cache_dir() -> Path:
     from embedforensics.engine.cache import default_cache_dir
 
     return default_cache_dir() / "models"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _package_file(module: str, *parts: str) -> Path:

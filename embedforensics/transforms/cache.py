@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
+
+from embedforensics.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,5 @@ class TransformCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"format": FORMAT, "key": key, "text_fingerprint": text_fingerprint,
                  "header": json.loads(header), "outputs": outputs}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False).encode("utf-8"),
+                                  suffix=".json")
