@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+from abc import ABC, abstractmethod
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -260,7 +261,7 @@ def check_image_sources(loaded: Any) -> None:
 
 
 # ------------------------------------------------------------------ embedders
-class _ImageTextEmbedder:
+class _ImageTextEmbedder(ABC):
     """Shared settings, batching and output handling of the two implementations."""
 
     family = ""
@@ -288,11 +289,13 @@ class _ImageTextEmbedder:
     def _batches(self, n: int) -> list[range]:
         return [range(i, min(i + self.batch_size, n)) for i in range(0, n, self.batch_size)]
 
-    def _pixels(self, images: list[Any]) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _pixels(self, images: list[Any]) -> Any:
+        """A batch of decoded images as the model's input tensor."""
 
-    def _image_features(self, pixels: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _image_features(self, pixels: Any) -> Any:
+        """The image tower's projected features for a pixel batch."""
 
     def encode_images(self, images: list[Any], *, progress: bool = True
                       ) -> tuple[np.ndarray, Any]:
@@ -320,11 +323,13 @@ class _ImageTextEmbedder:
         return out, stats
 
     @property
-    def embed_dim(self) -> int:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def embed_dim(self) -> int:
+        """Width of the shared embedding space."""
 
-    def load(self) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def load(self) -> Any:
+        """Load the model and its preprocessing once; return self."""
 
 
 class OpenCLIPEmbedder(_ImageTextEmbedder):

@@ -313,17 +313,7 @@ def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: in
                                         origin=origin, image_base=image_base)
     texts_all = table[spec.text_column]
     n_rows = len(texts_all)
-    stats = {"rows_loaded": n_rows}
-    if n_rows == 0:
-        raise UserError(f"the source is empty ({origin.get('description', '')}).",
-                        file=file, key=key)
-    keep = np.ones(n_rows, dtype=bool)
-    for column, clause in spec.where.items():
-        keep &= _mask_for(table[column], clause)
-    stats["removed_by_where"] = int(n_rows - keep.sum())
-    if spec.where and not keep.any():
-        raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
-                        file=file, key=f"{key}.where")
+    keep, stats = _where_mask(spec, table, n_rows, file=file, key=key, origin=origin)
     non_string = [i for i in np.flatnonzero(keep) if not isinstance(texts_all[i], str)]
     if non_string:
         i = int(non_string[0])
@@ -377,11 +367,10 @@ def _select_rows(spec: SourceSpec, table: dict[str, list[Any]], keep: np.ndarray
     return rows, ids, meta
 
 
-def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
-                             file: str | None, key: str, origin: dict[str, Any],
-                             image_base: Path | None) -> SourceData:
-    values = table[spec.image_column]
-    n_rows = len(values)
+def _where_mask(spec: SourceSpec, table: dict[str, Any], n_rows: int, *, file: str | None,
+                key: str, origin: dict[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows kept by ``spec.where`` and the counts behind it; an empty source, or a filter
+    that leaves nothing, is a UserError."""
     stats = {"rows_loaded": n_rows}
     if n_rows == 0:
         raise UserError(f"the source is empty ({origin.get('description', '')}).",
@@ -393,6 +382,15 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
     if spec.where and not keep.any():
         raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
                         file=file, key=f"{key}.where")
+    return keep, stats
+
+
+def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
+                             file: str | None, key: str, origin: dict[str, Any],
+                             image_base: Path | None) -> SourceData:
+    values = table[spec.image_column]
+    n_rows = len(values)
+    keep, stats = _where_mask(spec, table, n_rows, file=file, key=key, origin=origin)
     missing = values.missing() if isinstance(values, ArrowImageColumn) else \
         np.array([v is None or v == "" for v in values], dtype=bool)
     empty = keep & missing

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,7 +34,7 @@ class TransformParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Transform:
+class Transform(ABC):
     """One configured transform. Subclasses set ``name``, ``Params`` and implement ``run``.
 
     ``cache`` says whether outputs are worth caching (cheap pure-Python transforms are not);
@@ -61,6 +62,7 @@ class Transform:
 
     def check(self) -> None:
         """Cheap availability check (a program on PATH, a model folder); no model loaded."""
+        return None  # nothing to check by default
 
     def identity(self) -> dict[str, Any]:
         """What identifies the engine beyond the settings (program version, model hash)."""
@@ -70,8 +72,9 @@ class Transform:
         """Everything that changes the outputs, for the cache key and provenance."""
         return self.params.model_dump(mode="json")
 
-    def run(self, texts: list[str]) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, texts: list[str]) -> list[str]:
+        """The transformed texts, one per input, in order."""
 
 
 def parse_params(cls: type[Transform], params: dict[str, Any], *, file: str | None,

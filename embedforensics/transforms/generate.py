@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from embedforensics.transforms.base import Transform, TransformParams
-from embedforensics.transforms.lm import check_template, load_generator, resolve
+from embedforensics.transforms.lm import LanguageModelUser, check_template, resolve
 
 
 def first_words(text: str, n: int) -> str:
@@ -44,7 +44,7 @@ class GenerateParams(TransformParams):
         return check_template(value, {"text", "start"})
 
 
-class Generate(Transform):
+class Generate(LanguageModelUser, Transform):
     """Continue a prompt built from each text with a causal LM (seeded sampling)."""
 
     name = "generate"
@@ -52,23 +52,12 @@ class Generate(Transform):
     chunk_size = 32
     params: GenerateParams
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._generator: Any = None
-        self._resolved: Any = None
-
-    def _key(self, sub: str) -> str | None:
-        return f"{self.key}.{sub}" if self.key else None
-
     def check(self) -> None:
-        resolve(self.params.model, self.base_dir, file=self.file, key=self._key("model"),
+        resolve(self.params.model, self.base_dir, file=self.file, key=self._model_key(),
                 fingerprint=False)
 
     def identity(self) -> dict[str, Any]:
-        self._resolved = resolve(self.params.model, self.base_dir, file=self.file,
-                                 key=self._key("model"))
-        return {"model": self._resolved.fingerprint or self._resolved.location,
-                "revision": self._resolved.revision}
+        return self._model_identity(self.params.model)
 
     def settings(self) -> dict[str, Any]:
         # batch_size stays in: each batch's sampling seed derives from its prompts, so the
@@ -81,14 +70,9 @@ class Generate(Transform):
 
     def run(self, texts: list[str]) -> list[str]:
         p = self.params
-        if self._generator is None:
-            if self._resolved is None:
-                self.identity()
-            self._generator = load_generator(self._resolved.location, self._resolved.revision,
-                                             p.dtype, p.device, file=self.file,
-                                             key=self._key("model"))
+        generator = self._language_model(p.model, p.dtype, p.device)
         prompts = self.prompts(texts)
-        outs = self._generator.generate(
+        outs = generator.generate(
             prompts, batch_size=p.batch_size, seed=p.seed, max_new_tokens=p.max_new_tokens,
             do_sample=p.do_sample, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
             repetition_penalty=p.repetition_penalty)

@@ -121,3 +121,32 @@ def load_generator(location: str, revision: str | None, dtype: str, device: str,
     except (OSError, ValueError) as exc:
         raise UserError(f"could not load the model '{location}' for generation: "
                         f"{str(exc).splitlines()[0]}", file=file, key=key) from None
+
+
+class LanguageModelUser:
+    """Mixin for transforms that run a Hugging Face model: the model is resolved once (its
+    fingerprint is part of the transform's cache key) and loaded on first use only, so a
+    fully cached transform never loads it. Errors name ``<key>.model``."""
+
+    _generator: Any = None
+    _resolved: Any = None
+    file: str | None
+    key: str | None
+    base_dir: Path
+
+    def _model_key(self) -> str | None:
+        return f"{self.key}.model" if self.key else None
+
+    def _model_identity(self, model_id: str) -> dict[str, Any]:
+        self._resolved = resolve(model_id, self.base_dir, file=self.file, key=self._model_key())
+        return {"model": self._resolved.fingerprint or self._resolved.location,
+                "revision": self._resolved.revision}
+
+    def _language_model(self, model_id: str, dtype: str, device: str) -> Generator:
+        if self._generator is None:
+            if self._resolved is None:
+                self._model_identity(model_id)
+            self._generator = load_generator(self._resolved.location, self._resolved.revision,
+                                             dtype, device, file=self.file,
+                                             key=self._model_key())
+        return self._generator

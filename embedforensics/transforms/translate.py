@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from embedforensics.errors import UserError
 from embedforensics.transforms.base import Transform, TransformParams
-from embedforensics.transforms.lm import check_template, load_generator, resolve
+from embedforensics.transforms.lm import LanguageModelUser, check_template, resolve
 
 APT_HINT = "install it with 'apt-get install -y apertium apertium-{pair}' (Debian/Ubuntu)"
 _BLOCK = re.compile(r'<div id="ef(\d+)">(.*?)</div>', re.DOTALL)
@@ -75,18 +75,13 @@ def unwrap_blocks(output: str, n: int) -> list[str]:
     return [found[i].strip() for i in range(n)]
 
 
-class Translate(Transform):
+class Translate(LanguageModelUser, Transform):
     """Machine-translate texts (apertium language pair, or a Hugging Face model)."""
 
     name = "translate"
     Params = TranslateParams
     chunk_size = 128
     params: TranslateParams
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._generator: Any = None
-        self._resolved: Any = None
 
     # -- availability ---------------------------------------------------------------
     def _apertium(self) -> str:
@@ -124,10 +119,7 @@ class Translate(Transform):
             return {"apertium": _debian_version("apertium"),
                     "pair_package": _debian_version(
                         "apertium-" + "-".join(str(self.params.pair).split("-")[:2]))}
-        self._resolved = resolve(str(self.params.model), self.base_dir, file=self.file,
-                                 key=f"{self.key}.model" if self.key else None)
-        return {"model": self._resolved.fingerprint or self._resolved.location,
-                "revision": self._resolved.revision}
+        return self._model_identity(str(self.params.model))
 
     def settings(self) -> dict[str, Any]:
         p = self.params
@@ -161,15 +153,11 @@ class Translate(Transform):
 
     def _run_hf(self, texts: list[str]) -> list[str]:
         p = self.params
-        if self._generator is None:
-            if self._resolved is None:
-                self.identity()
-            self._generator = load_generator(self._resolved.location, self._resolved.revision,
-                                             p.dtype, p.device, file=self.file, key=self.key)
+        generator = self._language_model(str(p.model), p.dtype, p.device)
         prompts = [p.prompt.format(text=t) for t in texts]
-        outs = self._generator.generate(prompts, batch_size=p.batch_size, seed=0,
-                                        max_new_tokens=p.max_new_tokens, do_sample=False)
-        if not self._generator.seq2seq:  # a causal LM keeps talking: keep the first line
+        outs = generator.generate(prompts, batch_size=p.batch_size, seed=0,
+                                  max_new_tokens=p.max_new_tokens, do_sample=False)
+        if not generator.seq2seq:  # a causal LM keeps talking: keep the first line
             outs = [o.strip().split("\n", 1)[0] for o in outs]
         return [o.strip() for o in outs]
 
