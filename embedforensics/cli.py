@@ -140,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     loaded = load_recipe(args.recipe, args.overrides)
     if _secondary_process():  # share the embedding; the main process does the rest
-        embed(loaded, use_cache=not args.no_cache, progress=False)
+        embed(loaded, use_cache=not args.no_cache, progress=False, assemble=False)
         return 0
     result = run(loaded, output=args.output, use_cache=not args.no_cache,
                  progress=not args.quiet)
@@ -178,6 +178,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_MMAP_BYTES = 64 << 20
+"""``embed`` assembles results larger than this in memory-mapped files, not in RAM."""
+
+
 def _cmd_embed(args: argparse.Namespace) -> int:
     from embedforensics.export import export_embeddings
     from embedforensics.recipe import load_recipe
@@ -185,9 +189,11 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     loaded = load_recipe(args.recipe, args.overrides)
     if _secondary_process():
-        embed(loaded, use_cache=not args.no_cache, progress=False)
+        embed(loaded, use_cache=not args.no_cache, progress=False, assemble=False)
         return 0
-    embeddings = embed(loaded, use_cache=not args.no_cache, progress=not args.quiet)
+    # the export is written in blocks; results over 64 MiB are assembled on disk too
+    embeddings = embed(loaded, use_cache=not args.no_cache, progress=not args.quiet,
+                       mmap_bytes=EXPORT_MMAP_BYTES)
     paths = export_embeddings(embeddings, args.output)
     print(f"Wrote {len(embeddings)} embeddings ({embeddings.X.shape[1]}-d) to "
           + ", ".join(str(p) for p in paths))

@@ -29,19 +29,53 @@ EXPORT_FORMAT = "embedforensics-export"
 EXPORT_VERSION = 1
 
 
-def export_embeddings(embeddings: Any, out_dir: str | Path) -> list[Path]:
-    """Write the three files atomically (each via a temporary name and os.replace)."""
-    from safetensors.numpy import save_file
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+                      *, block_rows: int = 65_536) -> None:
+    """Write 2-d float32 tensors as a safetensors file, ``block_rows`` rows at a time.
 
+    ``safetensors.numpy.save_file`` serialises every tensor to bytes in memory first; an
+    export of millions of rows (assembled in a memory-mapped array) must not need that
+    much RAM. The layout is safetensors' own (little-endian u64 header length, a JSON
+    header padded with spaces to a multiple of 8 bytes, then the tensors' bytes in header
+    order); the tests read these files back with the safetensors library.
+    """
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for name, array in tensors.items():
+        if array.ndim != 2:
+            raise ValueError(f"tensor {name} must be 2-d, not {array.shape}")
+        size = int(array.shape[0]) * int(array.shape[1]) * 4
+        header[name] = {"dtype": "F32", "shape": [int(s) for s in array.shape],
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with path.open("wb") as fh:
+        fh.write(len(encoded).to_bytes(8, "little"))
+        fh.write(encoded)
+        for array in tensors.values():
+            for start in range(0, array.shape[0], block_rows):
+                block = np.ascontiguousarray(array[start:start + block_rows], dtype="<f4")
+                fh.write(block.tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def export_embeddings(embeddings: Any, out_dir: str | Path) -> list[Path]:
+    """Write the three files atomically (each via a temporary name and os.replace).
+
+    Everything is written in blocks, so exporting a memory-mapped embedding matrix of
+    millions of rows does not load it into RAM.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "embeddings.safetensors", out / "records.jsonl", out / "manifest.json"]
     tmp = [p.with_name(f".{p.name}.tmp") for p in paths]
-    tensors = {"embeddings": np.ascontiguousarray(embeddings.X, dtype=np.float32)}
+    tensors = {"embeddings": embeddings.X}
     for layer, values in (getattr(embeddings, "per_layer", None) or {}).items():
-        tensors[f"layer.{layer}"] = np.ascontiguousarray(values, dtype=np.float32)
-    save_file(tensors, str(tmp[0]),
-              metadata={"format": EXPORT_FORMAT, "version": str(EXPORT_VERSION)})
+        tensors[f"layer.{layer}"] = values
+    write_safetensors(tmp[0], tensors,
+                      {"format": EXPORT_FORMAT, "version": str(EXPORT_VERSION)})
     with tmp[1].open("w", encoding="utf-8") as fh:
         for i, (rid, label, source) in enumerate(zip(embeddings.ids, embeddings.labels,
                                                      embeddings.source_ids, strict=True)):

@@ -88,7 +88,8 @@ def _length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, flo
     }
 
 
-def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progress: bool) -> Any:
+def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progress: bool,
+           mmap_bytes: int | None = None, assemble: bool = True) -> Any:
     from embedforensics.engine.cache import default_cache_dir
     from embedforensics.engine.embed import embed_records
     from embedforensics.models.resolve import effective_spec, resolve_model
@@ -103,7 +104,8 @@ def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progre
             else default_cache_dir()
     model, auto = effective_spec(spec.model, resolved, file=loaded.file_of("model.pooling"))
     embeddings = embed_records(records, model, resolved, cache_dir=cache_dir,
-                               progress=progress)
+                               progress=progress, mmap_bytes=mmap_bytes,
+                               assemble=assemble)
     # which settings came from the model family's defaults (embedforensics.models.defaults)
     # (image-text embedders name their own family: open_clip or transformers)
     embeddings.provenance["model"].setdefault("family", resolved.family)
@@ -112,16 +114,20 @@ def _embed(loaded: LoadedRecipe, records: Any, *, use_cache: bool | None, progre
 
 
 def embed(recipe: LoadedRecipe | str | Path, *, overrides: list[str] | None = None,
-          use_cache: bool | None = None, progress: bool = True) -> Any:
+          use_cache: bool | None = None, progress: bool = True,
+          mmap_bytes: int | None = None, assemble: bool = True) -> Any:
     """Load a recipe's sources and embed them (through the cache); no probes, no reports.
 
-    Returns an :class:`~embedforensics.engine.embed.EmbeddingSet`.
+    Returns an :class:`~embedforensics.engine.embed.EmbeddingSet`. Results larger than
+    ``mmap_bytes`` (default 4 GiB) are assembled in memory-mapped files, not in RAM.
+    ``assemble=False`` only fills the cache (an accelerate worker that is not the main
+    process does this); the returned set then has no rows in ``X``.
     """
     from embedforensics.sources import load_sources
 
     loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, overrides)
     return _embed(loaded, load_sources(loaded, use_cache=use_cache), use_cache=use_cache,
-                  progress=progress)
+                  progress=progress, mmap_bytes=mmap_bytes, assemble=assemble)
 
 
 def run(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,
@@ -242,7 +248,8 @@ def _run_probes(loaded: LoadedRecipe, embeddings: Any, meta: dict[str, list[Any]
     outputs: list[dict[str, Any]] = []
     failures: list[str] = []
     layers = _layers(embeddings)
-    texts = embeddings.texts
+    # probes get plain lists (a large source's texts are views of Arrow columns until here)
+    texts = list(embeddings.texts) if embeddings.texts is not None else None
     labels = np.asarray(embeddings.labels)
     ids = list(embeddings.ids)
     for i, spec in enumerate(loaded.recipe.probes):

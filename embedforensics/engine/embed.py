@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ class EmbeddingSet:
 
     X: np.ndarray
     labels: np.ndarray
-    ids: list[str]
+    ids: Sequence[str]
     source_ids: np.ndarray
-    texts: list[str] | None
+    texts: Sequence[str] | None
     provenance: dict[str, Any] = field(default_factory=dict)
     per_layer: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -149,13 +150,16 @@ def _hidden(embedder: Any) -> int:
 class _Assembly:
     """The output arrays (one per tensor), in memory or memory-mapped when large."""
 
-    def __init__(self, n_rows: int, names: list[str], scratch: Path | None, tag: str):
+    def __init__(self, n_rows: int, names: list[str], scratch: Path | None, tag: str,
+                 mmap_bytes: int | None = None):
         self.n_rows, self.names, self.scratch, self.tag = n_rows, names, scratch, tag
+        self.mmap_bytes = mmap_bytes
         self.arrays: dict[str, np.ndarray] = {}
 
     def put(self, row0: int, tensors: dict[str, np.ndarray]) -> None:
         if not self.arrays:
-            limit = int(os.environ.get("EMBEDFORENSICS_MMAP_BYTES", MMAP_BYTES_DEFAULT))
+            limit = int(os.environ.get("EMBEDFORENSICS_MMAP_BYTES", self.mmap_bytes
+                                       if self.mmap_bytes is not None else MMAP_BYTES_DEFAULT))
             total = sum(self.n_rows * t.shape[1] * 4 for t in tensors.values())
             for name, t in tensors.items():
                 shape = (self.n_rows, t.shape[1])
@@ -172,8 +176,16 @@ class _Assembly:
 
 
 def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
-                  cache_dir: str | Path | None, progress: bool = True) -> EmbeddingSet:
-    """Embed all sources, reading and writing the shard cache unless ``cache_dir`` is None."""
+                  cache_dir: str | Path | None, progress: bool = True,
+                  mmap_bytes: int | None = None, assemble: bool = True) -> EmbeddingSet:
+    """Embed all sources, reading and writing the shard cache unless ``cache_dir`` is None.
+
+    The result is assembled in memory-mapped ``.npy`` files when it is larger than
+    ``mmap_bytes`` (default 4 GiB; the environment variable EMBEDFORENSICS_MMAP_BYTES
+    overrides both), under ``<cache>/assembled`` or the temporary folder. With
+    ``assemble=False`` nothing is assembled (``X`` has no rows): the caller only wants the
+    shard cache filled, e.g. an accelerate worker that is not the main process.
+    """
     from embedforensics.engine.distributed import Workers
     from embedforensics.engine.shards import ShardedEntry, shard_ranges
 
@@ -183,8 +195,10 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
     names = tensor_names(spec)
     keys = [cache_key(settings, s.fingerprint) for s in records.sources]
     tag = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+    if not workers.is_main:  # each process assembles into its own scratch files
+        tag += f".rank{workers.rank}"
     out = _Assembly(len(records), names, Path(cache_dir).expanduser() / "assembled"
-                    if cache_dir is not None else None, tag)
+                    if cache_dir is not None else None, tag, mmap_bytes)
     embedder = None
     model_info: dict[str, Any] | None = None
     per_source: dict[str, Any] = {}
@@ -222,7 +236,8 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
                 computed += 1
                 if entry is not None and workers.is_main:
                     entry.write_shard(i, tensors, info=info, model=model_info)
-            out.put(row0 + start, tensors)
+            if assemble:
+                out.put(row0 + start, tensors)
         workers.wait()
         n_tok = sum(int(x.get("n_tokens", 0)) for x in infos)
         status = ("cache hit" if computed == 0 else "computed" if reused == 0

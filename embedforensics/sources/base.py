@@ -14,13 +14,16 @@ the label away), and its fingerprint is over the image bytes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from embedforensics.sources.columns import ConcatSequence
 
-def text_fingerprint(texts: list[str]) -> str:
+
+def text_fingerprint(texts: Sequence[str]) -> str:
     """sha256 over the texts, each length-prefixed so concatenations cannot collide."""
     h = hashlib.sha256()
     for text in texts:
@@ -32,13 +35,18 @@ def text_fingerprint(texts: list[str]) -> str:
 
 @dataclass
 class SourceData:
-    """The rows of one source after filtering and sampling, in a stable order."""
+    """The rows of one source after filtering and sampling, in a stable order.
+
+    ``texts``, ``ids`` and ``meta`` columns are lists, or for sources read through
+    ``datasets`` read-only views of memory-mapped Arrow columns
+    (:mod:`embedforensics.sources.columns`) that behave as sequences.
+    """
 
     source_id: str
     label: str
-    ids: list[str]
-    texts: list[str]
-    meta: dict[str, list[Any]] = field(default_factory=dict)
+    ids: Sequence[str]
+    texts: Sequence[str]
+    meta: dict[str, Sequence[Any]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     origin: dict[str, Any] = field(default_factory=dict)
     modality: str = "text"  # "text" or "image"
@@ -65,20 +73,28 @@ class Records:
     sources: list[SourceData]
 
     @property
-    def ids(self) -> list[str]:
-        return [i for s in self.sources for i in s.ids]
+    def ids(self) -> Sequence[str]:
+        """Every row's id in record order (a view over the sources, not a copy)."""
+        return ConcatSequence([s.ids for s in self.sources])
 
     @property
-    def texts(self) -> list[str]:
-        return [t for s in self.sources for t in s.texts]
+    def texts(self) -> Sequence[str]:
+        """Every row's text in record order (a view over the sources, not a copy)."""
+        return ConcatSequence([s.texts for s in self.sources])
 
     @property
     def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.sources for _ in s.texts], dtype=object)
+        return self._per_row([s.label for s in self.sources])
 
     @property
     def source_ids(self) -> np.ndarray:
-        return np.array([s.source_id for s in self.sources for _ in s.texts], dtype=object)
+        return self._per_row([s.source_id for s in self.sources])
+
+    def _per_row(self, values: list[str]) -> np.ndarray:
+        """One value per source repeated over its rows, as an object array."""
+        per_source = np.empty(len(values), dtype=object)
+        per_source[:] = values
+        return np.repeat(per_source, [len(s) for s in self.sources])
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)

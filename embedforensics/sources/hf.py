@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import lzma
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ import numpy as np
 from embedforensics.errors import UserError, did_you_mean
 from embedforensics.recipe.schema import SourceSpec, WhereClause
 from embedforensics.sources.base import SourceData
+from embedforensics.sources.columns import (
+    ArrowColumn,
+    RowIds,
+    first_duplicate,
+    is_scalar_type,
+    iter_blocks,
+    select,
+)
 from embedforensics.sources.images import IMAGE_EXTENSIONS, make_image_ref
 
 log = logging.getLogger(__name__)
@@ -278,9 +287,9 @@ def _load(resolved: ResolvedSource, spec: SourceSpec, *, file: str | None, key: 
             f"{str(exc).splitlines()[0] if str(exc) else ''}.", file=file, key=key) from None
 
 
-def _mask_for(values: list[Any], clause: WhereClause) -> np.ndarray:
-    """Boolean mask for one column under a ``where`` clause (all its operators must hold)."""
-    mask = np.ones(len(values), dtype=bool)
+def _mask_for(values: Sequence[Any], clause: WhereClause) -> np.ndarray:
+    """Boolean mask for one column under a ``where`` clause (all its operators must hold),
+    computed block by block so a large Arrow column is never converted whole."""
     checks = {
         "eq": lambda v, a: v == a, "ne": lambda v, a: v != a,
         "in_": lambda v, a: v in a, "not_in": lambda v, a: v not in a,
@@ -290,11 +299,29 @@ def _mask_for(values: list[Any], clause: WhereClause) -> np.ndarray:
         "min_length": lambda v, a: isinstance(v, str) and len(v) >= a,
         "max_length": lambda v, a: isinstance(v, str) and len(v) <= a,
     }
-    for name in clause.model_fields_set:
-        arg = getattr(clause, name)
-        test = checks[name]
-        mask &= np.array([bool(test(v, arg)) for v in values], dtype=bool)
+    tests = [(checks[name], getattr(clause, name)) for name in clause.model_fields_set]
+    mask = np.ones(len(values), dtype=bool)
+    for start, block in iter_blocks(values):
+        mask[start:start + len(block)] = [all(bool(test(v, arg)) for test, arg in tests)
+                                          for v in block]
     return mask
+
+
+def _empty_texts(texts: Sequence[Any], keep: np.ndarray, *, column: str, file: str | None,
+                 key: str) -> np.ndarray:
+    """Kept rows whose text is blank; a kept row that is not text at all is a UserError."""
+    empty = np.zeros(len(texts), dtype=bool)
+    for start, block in iter_blocks(texts):
+        for j, text in enumerate(block):
+            if not keep[start + j]:
+                continue
+            if not isinstance(text, str):
+                raise UserError(
+                    f"column '{column}' must hold text; row {start + j} holds "
+                    f"{type(text).__name__} {text!r}.", file=file, key=f"{key}.text_column")
+            if not text.strip():
+                empty[start + j] = True
+    return empty
 
 
 def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
@@ -314,13 +341,7 @@ def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: in
     texts_all = table[spec.text_column]
     n_rows = len(texts_all)
     keep, stats = _where_mask(spec, table, n_rows, file=file, key=key, origin=origin)
-    non_string = [i for i in np.flatnonzero(keep) if not isinstance(texts_all[i], str)]
-    if non_string:
-        i = int(non_string[0])
-        raise UserError(
-            f"column '{spec.text_column}' must hold text; row {i} holds "
-            f"{type(texts_all[i]).__name__} {texts_all[i]!r}.", file=file, key=f"{key}.text_column")
-    empty = np.array([keep[i] and not texts_all[i].strip() for i in range(n_rows)], dtype=bool)
+    empty = _empty_texts(texts_all, keep, column=spec.text_column, file=file, key=key)
     if empty.any() and not spec.drop_empty:
         i = int(np.flatnonzero(empty)[0])
         raise UserError(f"row {i} has an empty text (set drop_empty: true to drop such rows).",
@@ -334,13 +355,17 @@ def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: in
     rows, ids, meta = _select_rows(spec, table, keep, stats, seed=seed, file=file, key=key)
     return SourceData(
         source_id=str(spec.id), label=spec.label, ids=ids,
-        texts=[texts_all[i] for i in rows], meta=meta, stats=stats, origin=origin)
+        texts=select(texts_all, rows), meta=meta, stats=stats, origin=origin)
 
 
-def _select_rows(spec: SourceSpec, table: dict[str, list[Any]], keep: np.ndarray,
+def _select_rows(spec: SourceSpec, table: dict[str, Sequence[Any]], keep: np.ndarray,
                  stats: dict[str, int], *, seed: int, file: str | None, key: str
-                 ) -> tuple[np.ndarray, list[str], dict[str, list[Any]]]:
-    """``limit``, seeded ``sample``, ids and scalar metadata columns for the kept rows."""
+                 ) -> tuple[np.ndarray, Sequence[str], dict[str, Sequence[Any]]]:
+    """``limit``, seeded ``sample``, ids and scalar metadata columns for the kept rows.
+
+    Arrow columns come back as views (:mod:`embedforensics.sources.columns`); lists as
+    lists.
+    """
     rows = np.flatnonzero(keep)
     if spec.limit is not None:
         rows = rows[: spec.limit]
@@ -348,22 +373,29 @@ def _select_rows(spec: SourceSpec, table: dict[str, list[Any]], keep: np.ndarray
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(rows, size=spec.sample, replace=False))
     stats["rows_kept"] = int(len(rows))
+    ids: Sequence[str]
     if spec.id_column:
-        ids = [str(table[spec.id_column][i]) for i in rows]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+        column = table[spec.id_column]
+        ids = (ArrowColumn(column.column, column.rows, convert=str).select(rows)
+               if isinstance(column, ArrowColumn) else [str(column[int(i)]) for i in rows])
+        dup = first_duplicate(ids)
+        if dup is not None:
             raise UserError(f"id column '{spec.id_column}' repeats the id '{dup}'.",
                             file=file, key=f"{key}.id_column")
     else:
-        ids = [f"{spec.id}:{i}" for i in rows]
-    meta: dict[str, list[Any]] = {}
+        ids = RowIds(str(spec.id), rows)
+    meta: dict[str, Sequence[Any]] = {}
     content = spec.image_column if spec.modality == "image" else spec.text_column
-    for column in table:
-        if column == content or len(meta) >= _META_MAX_COLUMNS:
+    for column_name, values in table.items():
+        if column_name == content or len(meta) >= _META_MAX_COLUMNS:
             continue
-        values = [table[column][i] for i in rows]
-        if all(v is None or isinstance(v, (str, int, float, bool)) for v in values):
-            meta[column] = values
+        if isinstance(values, ArrowColumn):
+            if is_scalar_type(values.type):
+                meta[column_name] = values.select(rows)
+            continue
+        picked = [values[int(i)] for i in rows]
+        if all(v is None or isinstance(v, (str, int, float, bool)) for v in picked):
+            meta[column_name] = picked
     return rows, ids, meta
 
 
@@ -479,18 +511,19 @@ def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | N
 
         if isinstance(ds.features[spec.image_column], datasets.Image):
             ds = ds.cast_column(spec.image_column, datasets.Image(decode=False))
-        if getattr(ds, "_indices", None) is not None:
-            ds = ds.flatten_indices()
         image_base = resolved.local_files[0].parent if resolved.local_files else base_dir
-        # every column but the images as Python lists; images stay in Arrow until the rows
-        # to keep are known, so a large image data set is never held in memory whole
-        table = ds.remove_columns([spec.image_column]).to_dict()
+    elif spec.text_column not in ds.column_names:
+        check_columns(list(ds.column_names), spec, file=file, key=key,
+                      where_from=resolved.description)
+    if getattr(ds, "_indices", None) is not None:
+        ds = ds.flatten_indices()
+    # every column stays in datasets' memory-mapped Arrow: filters read it block by block
+    # and the source keeps views of the rows selected (embedforensics.sources.columns),
+    # so a corpus of millions of rows is never turned into Python objects whole
+    table: dict[str, Any] = {name: ArrowColumn(ds.data.column(name))
+                             for name in ds.column_names}
+    if spec.modality == "image":
         table[spec.image_column] = ArrowImageColumn(ds.data.column(spec.image_column))
-    else:
-        if spec.text_column not in ds.column_names:
-            check_columns(list(ds.column_names), spec, file=file, key=key,
-                          where_from=resolved.description)
-        table = ds.to_dict()
     origin = {
         "description": resolved.description,
         "builder": resolved.builder,
