@@ -167,3 +167,22 @@ def test_large_results_are_memory_mapped(write_recipe, monkeypatch):
 def test_shard_ranges_cover_rows(n, rows):
     ranges = shard_ranges(n, rows)
     assert [i for a, b in ranges for i in range(a, b)] == list(range(n))
+
+
+def test_temporary_files_of_a_killed_run_are_removed_when_old(tmp_path):
+    import os
+    import time
+
+    entry = ShardedEntry(tmp_path, "ab" + "0" * 62, n_rows=4, shard_rows=2,
+                         text_fingerprint="f", tensors=["embeddings"])
+    entry.write_shard(0, {"embeddings": np.ones((2, 3), np.float32)}, info={})
+    old = entry.dir / ".tmp-killed.safetensors"
+    young = entry.dir / ".tmp-running.safetensors"
+    old.write_bytes(b"half a shard")
+    young.write_bytes(b"being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    again = ShardedEntry(tmp_path, "ab" + "0" * 62, n_rows=4, shard_rows=2,
+                         text_fingerprint="f", tensors=["embeddings"])
+    again.write_shard(1, {"embeddings": np.zeros((2, 3), np.float32)}, info={})
+    assert not old.exists() and young.exists()
+    assert again.completed() == {0, 1}

@@ -29,6 +29,9 @@ and ``os.replace``) updated to list it. A process killed at any moment therefore
 either a shard listed with its complete bytes, or a shard not listed (recomputed on the next
 run). Loading re-checks the manifest's key, fingerprint and shape and each shard's sha256,
 size and values, so a mismatched, truncated or corrupt shard is recomputed, never reused.
+A process killed while writing leaves its temporary file (``.tmp-*``) behind; the next run
+that writes to the entry deletes those older than an hour (younger ones may belong to a
+run still going).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,8 @@ from embedforensics.fileio import atomic_write_bytes, file_sha256
 log = logging.getLogger(__name__)
 
 SHARD_FORMAT = "embedforensics-shards-v1"
+STALE_TMP_SECONDS = 3600
+"""Temporary files older than this in an entry folder are leftovers of a killed run."""
 
 
 def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
@@ -66,6 +72,7 @@ class ShardedEntry:
         self.tensors = list(tensors)
         self.ranges = shard_ranges(n_rows, shard_rows)
         self.shard_rows = shard_rows
+        self._swept = False
         # read now: a completed entry's own shard size decides the row ranges
         self._manifest: dict[str, Any] | None = self.read_manifest()
 
@@ -154,6 +161,22 @@ class ShardedEntry:
             return None
         return arrays
 
+    def remove_stale_temporaries(self, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+        """Delete ``.tmp-*`` files older than ``max_age`` seconds (left by killed runs)."""
+        removed: list[Path] = []
+        now = time.time()
+        for path in self.dir.glob(".tmp-*"):
+            try:
+                if now - path.stat().st_mtime > max_age:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:  # another run removed or replaced it meanwhile
+                continue
+        if removed:
+            log.info("removed %d temporary files left by a killed run in %s", len(removed),
+                     self.dir)
+        return removed
+
     def write_shard(self, i: int, arrays: dict[str, np.ndarray], *, info: dict[str, Any],
                     model: dict[str, Any] | None = None) -> Path:
         """Write shard ``i`` atomically, then list it in the manifest (also atomically)."""
@@ -162,7 +185,11 @@ class ShardedEntry:
         start, stop = self.ranges[i]
         if sorted(arrays) != sorted(self.tensors):
             raise ValueError(f"shard tensors {sorted(arrays)} != {sorted(self.tensors)}")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True)
+        elif not self._swept:
+            self.remove_stale_temporaries()
+        self._swept = True
         name = f"shard-{i:05d}.safetensors"
         data = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()},
                     metadata={"format": SHARD_FORMAT, "key": self.key, "shard": str(i),
