@@ -83,15 +83,48 @@ class ArrowColumn(_SequenceView):
         values = array.to_pylist()
         return [self.convert(v) for v in values] if self.convert is not None else values
 
+    def _chunk_offsets(self) -> np.ndarray:
+        if not hasattr(self, "_offsets"):
+            self._offsets = np.cumsum([0] + [len(c) for c in self.column.chunks])
+        return self._offsets
+
+    def _take(self, rows: np.ndarray) -> list[Any]:
+        """Arrow arrays holding column rows ``rows`` in order, taken chunk by chunk.
+
+        (``ChunkedArray.take`` concatenates every chunk first: reading a block of rows
+        would copy the whole column.) Consecutive rows in one chunk are taken together,
+        so sorted rows cost one ``take`` per chunk touched.
+        """
+        import pyarrow as pa
+
+        if len(rows) == 0:
+            return [pa.array([], type=self.column.type)]
+        offsets = self._chunk_offsets()
+        chunk_of = np.searchsorted(offsets, rows, side="right") - 1
+        cuts = np.flatnonzero(np.diff(chunk_of)) + 1
+        parts = []
+        for group in np.split(np.arange(len(rows)), cuts):
+            k = int(chunk_of[group[0]])
+            local = rows[group] - offsets[k]
+            chunk = self.column.chunk(k)
+            if len(local) == local[-1] - local[0] + 1 and np.all(np.diff(local) == 1):
+                parts.append(chunk.slice(int(local[0]), len(local)))
+            else:
+                parts.append(chunk.take(pa.array(local, type=pa.int64())))
+        return parts
+
     def arrow(self, positions: np.ndarray | None = None) -> Any:
-        """The selected values (or those at ``positions`` of this view) as an Arrow array."""
+        """The selected values (or those at ``positions`` of this view) as an Arrow
+        chunked array (no copy of the rest of the column)."""
         import pyarrow as pa
 
         if positions is None and self.rows is None:
             return self.column
-        rows = self.rows if positions is None else (
-            positions if self.rows is None else self.rows[positions])
-        return self.column.take(pa.array(rows, type=pa.int64()))
+        if self.rows is None:
+            rows = np.asarray(positions, dtype=np.int64)
+        else:
+            rows = self.rows if positions is None else self.rows[positions]
+        return pa.chunked_array(self._take(rows), type=self.column.type)
 
     def __getitem__(self, index: int | slice) -> Any:  # type: ignore[override]
         if isinstance(index, slice):
