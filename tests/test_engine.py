@@ -145,3 +145,17 @@ def test_tiny_tokenizer_knows_its_words(tiny_bert):
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     ids = tok("the cat sat on the mat", add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids and len(set(ids)) == 5
+
+
+def test_compiled_model_matches_eager_and_has_its_own_cache_entry(write_recipe):
+    """model.compile: torch.compile with dynamic shapes gives the eager embeddings (to
+    float rounding) over batches of several shapes, and is keyed apart in the cache."""
+    eager = embed(load_recipe(write_recipe(), ["model.batch_size=3"]), progress=False)
+    compiled = embed(load_recipe(write_recipe(), ["model.batch_size=3", "model.compile=true"]),
+                     progress=False)
+    per = compiled.provenance["embedding"]["per_source"]
+    assert {v["cache"] for v in per.values()} == {"computed"}  # not eager's entry
+    assert compiled.provenance["model"]["compile"] == "torch.compile(dynamic=True)"
+    assert compiled.provenance["model"]["model_class"] == "BertModel"
+    cosine = np.sum(eager.X * compiled.X, axis=1)  # both L2-normalised
+    assert float(np.max(1.0 - cosine)) < 1e-5

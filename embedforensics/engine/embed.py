@@ -69,6 +69,11 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
             raise UserError("model.layers selects hidden layers of text encoders and decoders; "
                             "image-text models give their projected embedding only (remove "
                             "'layers').", key="model.layers")
+        if spec.compile:
+            from embedforensics.errors import UserError
+
+            raise UserError("model.compile applies to text encoders and decoders; remove it "
+                            "for image-text models.", key="model.compile")
         return image_text
 
     return HFTextEmbedder(
@@ -77,7 +82,7 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
         batch_size=spec.batch_size, dtype=spec.dtype, device=spec.device,
         trust_remote_code=spec.trust_remote_code, layers=spec.layers,
         max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map,
-        batch_overhead=spec.batch_overhead_tokens)
+        batch_overhead=spec.batch_overhead_tokens, compile=spec.compile)
 
 
 def tensor_names(spec: ModelSpec) -> list[str]:

@@ -88,7 +88,7 @@ class HFTextEmbedder:
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
                  trust_remote_code: bool = False, layers: list[int] | None = None,
                  max_tokens_per_batch: int | None = None, device_map: str | None = None,
-                 batch_overhead: float | None = None):
+                 batch_overhead: float | None = None, compile: bool = False):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if layers is not None and not layers:
@@ -112,6 +112,8 @@ class HFTextEmbedder:
         self.max_tokens_per_batch = max_tokens_per_batch
         self.batch_overhead = batch_overhead
         self.device_map = device_map
+        self.compile = compile
+        self.compile_status: str | None = None
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -148,6 +150,10 @@ class HFTextEmbedder:
         else:
             self.device = pick_device(self.device)
             self._model = model.to(self.device).eval()
+        if self.compile:
+            # dynamic shapes: one compilation serves every batch size and length
+            self._model = torch.compile(self._model, dynamic=True)
+            self.compile_status = "torch.compile(dynamic=True)"
         if self._tokenizer.pad_token is None:
             # decoder tokenizers often lack one; any id works because the mask hides it
             self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
@@ -193,7 +199,7 @@ class HFTextEmbedder:
         config = self._model.config
         device_map = getattr(self._model, "hf_device_map", None)
         return {
-            "model_class": type(self._model).__name__,
+            "model_class": type(getattr(self._model, "_orig_mod", self._model)).__name__,
             "model_type": getattr(config, "model_type", None),
             "hidden_size": getattr(config, "hidden_size", None),
             "n_parameters": int(sum(p.numel() for p in self._model.parameters())),
@@ -204,6 +210,7 @@ class HFTextEmbedder:
                 "placement": ({k: str(v) for k, v in device_map.items()} if device_map
                               else {"": str(self.device)})},
             "attn_implementation": getattr(config, "_attn_implementation", None),
+            "compile": self.compile_status,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "prefix": self.prefix,
@@ -247,6 +254,22 @@ class HFTextEmbedder:
         stats.n_padded_tokens = padded_tokens(capped, batches)
         return batches, stats
 
+    def _call_model(self, enc: dict[str, Any], **kwargs: Any) -> Any:
+        """The model's forward; a compiled model that fails to compile (no C++ compiler,
+        an unsupported operation) falls back to eager once, with a warning."""
+        if not self.compile or self.compile_status != "torch.compile(dynamic=True)":
+            return self._model(**enc, **kwargs)
+        try:
+            return self._model(**enc, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - inductor raises many kinds
+            if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning("torch.compile failed (%s); running the model eagerly", first)
+                self._model = getattr(self._model, "_orig_mod", self._model)
+                self.compile_status = f"failed, eager: {first}"
+                return self._model(**enc, **kwargs)
+            raise
+
     def _forward(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One batch through the model: pooled float32 vectors per output layer."""
         import torch
@@ -257,10 +280,10 @@ class HFTextEmbedder:
         enc = {k: v.to(self.device) for k, v in enc.items()}
         enc = decoder_inputs(enc, self._model, self._tokenizer.padding_side)
         if self.layers is None:
-            outputs = self._model(**enc)
+            outputs = self._call_model(enc)
             states = {"": outputs.last_hidden_state}
         else:
-            outputs = self._model(**enc, output_hidden_states=True)
+            outputs = self._call_model(enc, output_hidden_states=True)
             hidden = outputs.hidden_states
             states = {str(layer): hidden[layer] for layer in self.layers}
         out: dict[str, np.ndarray] = {}

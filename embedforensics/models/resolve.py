@@ -216,4 +216,5 @@ def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
         "pooling": spec.pooling, "normalize": spec.normalize, "prefix": spec.prefix,
         "max_length": spec.max_length, "dtype": spec.dtype,
         **({"layers": spec.layers} if spec.layers else {}),
+        **({"compile": True} if spec.compile else {}),
     }, sort_keys=True)
