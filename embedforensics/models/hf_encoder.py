@@ -257,7 +257,7 @@ class HFTextEmbedder:
     def _call_model(self, enc: dict[str, Any], **kwargs: Any) -> Any:
         """The model's forward; a compiled model that fails to compile (no C++ compiler,
         an unsupported operation) falls back to eager once, with a warning."""
-        if not self.compile or self.compile_status != "torch.compile(dynamic=True)":
+        if not hasattr(self._model, "_orig_mod"):  # eager (never compiled, or fell back)
             return self._model(**enc, **kwargs)
         try:
             return self._model(**enc, **kwargs)

@@ -445,25 +445,16 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
         meta=meta, stats=stats, origin=origin, modality="image", images=images)
 
 
-class ArrowImageColumn:
+class ArrowImageColumn(ArrowColumn):
     """An image column (``{'bytes', 'path'}`` structs or path strings) read row by row from
     Arrow, so only the rows a source keeps are turned into Python objects."""
-
-    def __init__(self, column: Any):
-        self._column = column
-
-    def __len__(self) -> int:
-        return len(self._column)
-
-    def __getitem__(self, i: int) -> Any:
-        return self._column[int(i)].as_py()
 
     def missing(self) -> np.ndarray:
         """True where a row has no image: null, an empty path, or neither bytes nor path."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        col = self._column
+        col = self.column
         out = pc.is_null(col)
         if pa.types.is_struct(col.type):
             names = {f.name for f in col.type}
