@@ -155,7 +155,7 @@ def test_compiled_model_matches_eager_and_has_its_own_cache_entry(write_recipe):
                      progress=False)
     per = compiled.provenance["embedding"]["per_source"]
     assert {v["cache"] for v in per.values()} == {"computed"}  # not eager's entry
-    assert compiled.provenance["model"]["compile"] == "torch.compile(dynamic=True)"
+    assert compiled.provenance["model"]["compile"] == "torch.compile(dynamic=True, freezing)"
     assert compiled.provenance["model"]["model_class"] == "BertModel"
     cosine = np.sum(eager.X * compiled.X, axis=1)  # both L2-normalised
     assert float(np.max(1.0 - cosine)) < 1e-5

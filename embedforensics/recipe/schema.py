@@ -65,10 +65,11 @@ class ModelSpec(_Strict):
         None, description="'auto' (or 'balanced', 'sequential'): spread a model too big "
         "for one device with accelerate's big-model inference; overrides 'device'.")
     compile: bool = Field(
-        False, description="Run text models through torch.compile (dynamic shapes): a "
-        "one-off compilation of tens of seconds, then faster forward passes; worth it on "
-        "long runs. Values differ from eager ones at float-rounding level, so it is part "
-        "of the cache key. Falls back to eager (with a warning) if compilation fails.")
+        False, description="Run text models through torch.compile (dynamic shapes; on "
+        "the CPU with inductor freezing: oneDNN kernels on pre-packed weights): a one-off "
+        "compilation of tens of seconds, then faster forward passes; worth it on long "
+        "runs. Values differ from eager ones at float-rounding level, so it is part of "
+        "the cache key. Falls back to eager (with a warning) if compilation fails.")
     shard_rows: int = Field(
         10_000, ge=1, description="Rows per cache shard: a killed run resumes at the "
         "first missing shard; tokens are held for one shard at a time.")
