@@ -140,6 +140,7 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
         emb.encode(warm, progress=False)  # with --compile this call compiles the model
         info["warmup_s"] = time.perf_counter() - t1
         info["compile"] = emb.compile_status
+        info["linear_kernels"] = emb.linear_kernels
         info["rss_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0, c0 = time.perf_counter(), time.process_time()
         vectors, stats = emb.encode(texts, progress=False)
@@ -412,7 +413,9 @@ def main(argv: list[str] | None = None) -> None:
         "- Raw encode times (s): ours " + ", ".join(f"{i['encode_s']:.2f}" for i in
                                                     runs["embedforensics"])
         + "; ST " + ", ".join(f"{i['encode_s']:.2f}" for i in runs["sentence-transformers"]),
-        f"- Ours: model.compile {ours.get('compile')}; warm-up call of {args.batch_size} "
+        f"- Ours: model.compile {ours.get('compile')}; linear kernels "
+        f"{ours.get('linear_kernels', 'aten (before model.onednn_linear)')}; warm-up call "
+        f"of {args.batch_size} "
         f"texts (includes any compilation) median "
         f"{statistics.median(r.get('warmup_s', 0.0) for r in runs['embedforensics']):.1f} s "
         "in the child processes.",

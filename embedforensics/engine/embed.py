@@ -82,7 +82,8 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
         batch_size=spec.batch_size, dtype=spec.dtype, device=spec.device,
         trust_remote_code=spec.trust_remote_code, layers=spec.layers,
         max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map,
-        batch_overhead=spec.batch_overhead_tokens, compile=spec.compile)
+        batch_overhead=spec.batch_overhead_tokens, compile=spec.compile,
+        onednn_linear=spec.onednn_linear)
 
 
 def tensor_names(spec: ModelSpec) -> list[str]:

@@ -107,7 +107,8 @@ class HFTextEmbedder:
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
                  trust_remote_code: bool = False, layers: list[int] | None = None,
                  max_tokens_per_batch: int | None = None, device_map: str | None = None,
-                 batch_overhead: float | None = None, compile: bool = False):
+                 batch_overhead: float | None = None, compile: bool = False,
+                 onednn_linear: bool = True):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         if layers is not None and not layers:
@@ -133,6 +134,9 @@ class HFTextEmbedder:
         self.device_map = device_map
         self.compile = compile
         self.compile_status: str | None = None
+        self.onednn_linear = onednn_linear
+        self.linear_kernels: str | None = None
+        self.n_parameters: int | None = None
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -169,6 +173,8 @@ class HFTextEmbedder:
         else:
             self.device = pick_device(self.device)
             self._model = model.to(self.device).eval()
+        self.n_parameters = int(sum(p.numel() for p in self._model.parameters()))
+        self.linear_kernels = self._choose_linear_kernels()
         if self.compile:
             self._model, self.compile_status = compile_for_inference(self._model, self.device)
         if self._tokenizer.pad_token is None:
@@ -177,6 +183,21 @@ class HFTextEmbedder:
         if self.layers is not None:
             self._check_layers()
         return self
+
+    def _choose_linear_kernels(self) -> str:
+        """Float32 on one CPU: linear layers through oneDNN on pre-packed weights
+        (:mod:`embedforensics.models.onednn`); elsewhere, and under ``compile`` (inductor
+        then owns the kernels), PyTorch's own."""
+        if self.compile:
+            return "inductor (model.compile)"
+        if not self.onednn_linear:
+            return "aten (model.onednn_linear: false)"
+        if self.device_map is not None or not str(self.device).startswith("cpu") \
+                or self.dtype != "float32":
+            return "aten"
+        from embedforensics.models.onednn import use_onednn_linear
+
+        return use_onednn_linear(self._model)
 
     def _check_layers(self) -> None:
         n_states = int(getattr(self._model.config, "num_hidden_layers", 0)) + 1
@@ -219,7 +240,7 @@ class HFTextEmbedder:
             "model_class": type(getattr(self._model, "_orig_mod", self._model)).__name__,
             "model_type": getattr(config, "model_type", None),
             "hidden_size": getattr(config, "hidden_size", None),
-            "n_parameters": int(sum(p.numel() for p in self._model.parameters())),
+            "n_parameters": self.n_parameters,
             "dtype": self.dtype,
             "device": str(self.device),
             "device_map": None if self.device_map is None else {
@@ -228,6 +249,7 @@ class HFTextEmbedder:
                               else {"": str(self.device)})},
             "attn_implementation": getattr(config, "_attn_implementation", None),
             "compile": self.compile_status,
+            "linear_kernels": self.linear_kernels,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "prefix": self.prefix,

@@ -70,6 +70,11 @@ class ModelSpec(_Strict):
         "compilation of tens of seconds, then faster forward passes; worth it on long "
         "runs. Values differ from eager ones at float-rounding level, so it is part of "
         "the cache key. Falls back to eager (with a warning) if compilation fails.")
+    onednn_linear: bool = Field(
+        True, description="float32 on the CPU: run linear layers through oneDNN on weights "
+        "pre-packed once (checked against PyTorch's result at load; about 1.1x faster "
+        "encodes on the machine measured). Values differ at float-rounding level only, "
+        "like batch_size, so it is not part of the cache key. false: PyTorch's default.")
     shard_rows: int = Field(
         10_000, ge=1, description="Rows per cache shard: a killed run resumes at the "
         "first missing shard; tokens are held for one shard at a time.")
