@@ -77,12 +77,12 @@ def compile_for_inference(model: Any, device: str) -> tuple[Any, str]:
     """``torch.compile`` a model that will only ever run inference; returns it and a label.
 
     Dynamic shapes, so one compilation serves every batch size and length. On the CPU
-    inductor's *freezing* is on as well: the weights become constants, so the linear
-    layers run as oneDNN kernels on pre-packed weights with their bias and activation
-    fused. Without it a compiled CPU model spends most of its time in the same MKL
-    matrix products as the eager one and was barely faster here (see
-    benchmarks/results/compile.md). Freezing costs a second copy of the weights in
-    their packed layout and a longer first compilation.
+    inductor's *freezing* is on as well: the weights become constants that inductor may
+    fold and fuse. With dynamic shapes it still runs the linear layers as MKL matrix
+    products (a torch profile of MiniLM shows ``aten::addmm``, not oneDNN's packed
+    kernel), so the gain over eager is the fused elementwise work around them; freezing
+    measured faster than plain compile here (benchmarks/results/compile.md). It costs a
+    longer first compilation.
     """
     import torch
 

@@ -66,7 +66,7 @@ class ModelSpec(_Strict):
         "for one device with accelerate's big-model inference; overrides 'device'.")
     compile: bool = Field(
         False, description="Run text models through torch.compile (dynamic shapes; on "
-        "the CPU with inductor freezing: oneDNN kernels on pre-packed weights): a one-off "
+        "the CPU with inductor freezing, weights folded as constants): a one-off "
         "compilation of tens of seconds, then faster forward passes; worth it on long "
         "runs. Values differ from eager ones at float-rounding level, so it is part of "
         "the cache key. Falls back to eager (with a warning) if compilation fails.")
