@@ -17,7 +17,8 @@ from MKL's at float-rounding level (cosine distance ~2e-7 on real encoders).
 from __future__ import annotations
 
 import logging
-from typing import Any
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +28,30 @@ BATCH_HINT = 1024
 PROBE_RTOL = 1e-5
 
 
-def _module_class() -> type:
-    import torch
+class OneDNNLinear(torch.nn.Module):
+    """``nn.Linear`` (inference only) computed by oneDNN on a pre-packed weight."""
 
-    class OneDNNLinear(torch.nn.Module):
-        """``nn.Linear`` (inference only) computed by oneDNN on a pre-packed weight."""
+    def __init__(self, linear: torch.nn.Linear, batch_hint: int) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        # plain attributes, not buffers: an opaque oneDNN tensor has no storage for
+        # state_dict or .to(); this module exists only inside a loaded embedder
+        self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(),
+                                                                     batch_hint)
+        self.bias = None if linear.bias is None else linear.bias.detach()
 
-        def __init__(self, linear: torch.nn.Linear, batch_hint: int) -> None:
-            super().__init__()
-            self.in_features = linear.in_features
-            self.out_features = linear.out_features
-            weight = linear.weight.detach()
-            # plain attributes, not buffers: an opaque oneDNN tensor has no storage for
-            # state_dict or .to(); this module exists only inside a loaded embedder
-            self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint)
-            self.bias = None if linear.bias is None else linear.bias.detach()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none",
+                                                  [], "")
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias,
-                                                      "none", [], "")
-
-        def extra_repr(self) -> str:
-            return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                    f"bias={self.bias is not None}, kernel=oneDNN (pre-packed)")
-
-    return OneDNNLinear
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, kernel=oneDNN (pre-packed)")
 
 
-def _probe_error(linear: Any, replacement: Any) -> float:
+def _probe_error(linear: torch.nn.Linear, replacement: OneDNNLinear) -> float:
     """Largest |difference| between the replacement and F.linear, relative to the output."""
-    import torch
-
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, linear.in_features, generator=gen)
     with torch.inference_mode():
@@ -68,15 +62,13 @@ def _probe_error(linear: Any, replacement: Any) -> float:
     return float((got - want).abs().max() / want.abs().max().clamp(min=1e-30))
 
 
-def use_onednn_linear(model: Any, batch_hint: int = BATCH_HINT) -> str:
+def use_onednn_linear(model: torch.nn.Module, batch_hint: int = BATCH_HINT) -> str:
     """Swap every plain float32 CPU ``nn.Linear`` in ``model`` for a oneDNN one, in place.
 
     All or nothing: every replacement is built and checked first; any failure leaves the
     model as it was. Returns a one-line status for provenance: ``"onednn (N layers)"``,
     or ``"aten"`` with the reason nothing was swapped.
     """
-    import torch
-
     if not torch.backends.mkldnn.is_available():
         return "aten (oneDNN is not available in this torch build)"
     targets = [(parent, name, child) for parent in model.modules()
@@ -85,11 +77,10 @@ def use_onednn_linear(model: Any, batch_hint: int = BATCH_HINT) -> str:
                and child.weight.device.type == "cpu"]
     if not targets:
         return "aten (no float32 CPU linear layers)"
-    cls = _module_class()
     built = []
     try:
         for parent, name, linear in targets:
-            replacement = cls(linear, batch_hint)
+            replacement = OneDNNLinear(linear, batch_hint)
             error = _probe_error(linear, replacement)
             if not error <= PROBE_RTOL:
                 return (f"aten (oneDNN linear differs from F.linear by {error:.1e} "
