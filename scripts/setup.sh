@@ -33,6 +33,14 @@ fi
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 
 if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
+  # On x86_64 this pair is a CUDA build: about 5.6 GB in the venv, plus pip's unpacking.
+  # Say so up front instead of failing half-way with pip's "No space left on device".
+  NEED_KB=$((7 * 1024 * 1024))
+  FREE_KB=$(df -Pk "$VENV" | awk 'NR == 2 {print $4}')
+  if [ -n "$FREE_KB" ] && [ "$FREE_KB" -lt "$NEED_KB" ] && [ -z "${EF_SKIP_DISK_CHECK:-}" ]; then
+    echo "setup: only $((FREE_KB / 1024)) MiB free on the disk holding $PWD/$VENV; PyTorch needs about 7 GiB there (free some space, or set EF_SKIP_DISK_CHECK=1 to try anyway)" >&2
+    exit 1
+  fi
   echo "setup: installing PyTorch (torch 2.14.1 + torchvision 0.29.1)" >&2
   $PIP install "torch==2.14.1" "torchvision==0.29.1"
 fi
