@@ -31,15 +31,31 @@ PROBE_RTOL = 1e-5
 class OneDNNLinear(torch.nn.Module):
     """``nn.Linear`` (inference only) computed by oneDNN on a pre-packed weight."""
 
-    def __init__(self, linear: torch.nn.Linear, batch_hint: int) -> None:
+    def __init__(self, packed_weight: torch.Tensor, bias: torch.Tensor | None,
+                 requires_grad: bool = False) -> None:
         super().__init__()
-        self.in_features = linear.in_features
-        self.out_features = linear.out_features
+        self.out_features, self.in_features = packed_weight.shape
         # plain attributes, not buffers: an opaque oneDNN tensor has no storage for
         # state_dict or .to(); this module exists only inside a loaded embedder
-        self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(),
-                                                                     batch_hint)
-        self.bias = None if linear.bias is None else linear.bias.detach()
+        self.packed_weight = packed_weight
+        self.bias = bias
+        self.requires_grad = requires_grad  # the original weight's, for to_linear()
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, batch_hint: int) -> OneDNNLinear:
+        packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
+        bias = None if linear.bias is None else linear.bias.detach()
+        return cls(packed, bias, linear.weight.requires_grad)
+
+    def to_linear(self) -> torch.nn.Linear:
+        """The equivalent ``nn.Linear`` again; the unpacked weight is bit-identical."""
+        linear = torch.nn.Linear(self.in_features, self.out_features,
+                                 bias=self.bias is not None, device="meta")
+        linear.weight = torch.nn.Parameter(self.packed_weight.to_dense(),
+                                           requires_grad=self.requires_grad)
+        if self.bias is not None:
+            linear.bias = torch.nn.Parameter(self.bias, requires_grad=self.requires_grad)
+        return linear.train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none",
@@ -65,31 +81,66 @@ def _probe_error(linear: torch.nn.Linear, replacement: OneDNNLinear) -> float:
 def use_onednn_linear(model: torch.nn.Module, batch_hint: int = BATCH_HINT) -> str:
     """Swap every plain float32 CPU ``nn.Linear`` in ``model`` for a oneDNN one, in place.
 
-    All or nothing: every replacement is built and checked first; any failure leaves the
-    model as it was. Returns a one-line status for provenance: ``"onednn (N layers)"``,
-    or ``"aten"`` with the reason nothing was swapped.
+    All or nothing: each layer is checked against ``F.linear`` as it is swapped, and any
+    failure swaps the layers already done back (their weights unpacked bit-identically).
+    Layers are swapped one at a time, so a weight can be freed as soon as its packed copy
+    replaces it: memory peaks at one layer above the model, not two copies of every
+    weight (which for a multi-GB float32 model would be the difference between fitting
+    and not). Layers sharing one weight share one packed copy. Returns a one-line status
+    for provenance: ``"onednn (N layers)"``, or ``"aten"`` with the reason nothing was
+    swapped.
     """
     if not torch.backends.mkldnn.is_available():
         return "aten (oneDNN is not available in this torch build)"
-    targets = [(parent, name, child) for parent in model.modules()
+    # (parent, name) only: holding the layers themselves would keep every weight alive
+    targets = [(parent, name) for parent in model.modules()
                for name, child in parent.named_children()
                if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32
                and child.weight.device.type == "cpu"]
     if not targets:
         return "aten (no float32 CPU linear layers)"
-    built = []
+    swapped: list[tuple[torch.nn.Module, str]] = []
+    packed_by_weight: dict[int, torch.Tensor] = {}  # id(weight) -> packed, for tied weights
+    failure = None
     try:
-        for parent, name, linear in targets:
-            replacement = OneDNNLinear(linear, batch_hint)
+        for parent, name in targets:
+            linear = getattr(parent, name)
+            packed = packed_by_weight.get(id(linear.weight))
+            if packed is None:
+                replacement = OneDNNLinear.from_linear(linear, batch_hint)
+            else:
+                replacement = OneDNNLinear(packed, None if linear.bias is None
+                                           else linear.bias.detach(),
+                                           linear.weight.requires_grad)
             error = _probe_error(linear, replacement)
             if not error <= PROBE_RTOL:
-                return (f"aten (oneDNN linear differs from F.linear by {error:.1e} "
-                        f"relative in {name})")
-            built.append((parent, name, replacement))
+                failure = (f"aten (oneDNN linear differs from F.linear by {error:.1e} "
+                           f"relative in {name})")
+                break
+            # keyed while the weight is alive (ids are reused only after it is freed)
+            packed_by_weight[id(linear.weight)] = replacement.packed_weight
+            replacement.train(linear.training)
+            setattr(parent, name, replacement)
+            swapped.append((parent, name))
+            del linear, replacement  # the original weight is freed here if nothing else holds it
     except (AttributeError, RuntimeError, TypeError) as exc:  # operator missing or changed
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.info("oneDNN linear layers not used: %s", first)
-        return f"aten (oneDNN linear unavailable: {first})"
-    for parent, name, replacement in built:
-        setattr(parent, name, replacement)
-    return f"onednn ({len(built)} layers)"
+        failure = f"aten (oneDNN linear unavailable: {first})"
+    if failure is not None:
+        _swap_back(swapped)
+        return failure
+    return f"onednn ({len(swapped)} layers)"
+
+
+def _swap_back(swapped: list[tuple[torch.nn.Module, str]]) -> None:
+    """Undo :func:`use_onednn_linear` for these layers; tied weights stay tied."""
+    restored: dict[int, torch.nn.Parameter] = {}  # id(packed) -> unpacked weight
+    for parent, name in swapped:
+        onednn: OneDNNLinear = getattr(parent, name)
+        linear = onednn.to_linear()
+        key = id(onednn.packed_weight)
+        if key in restored:
+            linear.weight = restored[key]
+        restored[key] = linear.weight
+        setattr(parent, name, linear)
