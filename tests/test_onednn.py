@@ -100,10 +100,10 @@ def test_original_weights_are_freed_as_layers_are_swapped(monkeypatch):
     alive_when_packing = []
     real = OneDNNLinear.from_linear
 
-    def spy(linear, batch_hint):
+    def spy(linear, batch_hint, packed=None):
         gc.collect()
         alive_when_packing.append(sum(w() is not None for w in weights))
-        return real(linear, batch_hint)
+        return real(linear, batch_hint, packed)
 
     monkeypatch.setattr(OneDNNLinear, "from_linear", spy)
     assert use_onednn_linear(model) == "onednn (2 layers)"

@@ -9,8 +9,8 @@ vs 170 GFLOP/s), and whole encodes of multilingual-e5-small ran about 1.1x faste
 It uses the two operators inductor itself emits for packed linear layers,
 ``torch.ops.mkldnn._reorder_linear_weight`` and ``torch.ops.mkldnn._linear_pointwise``.
 They are private, so :func:`use_onednn_linear` checks every replacement against
-``torch.nn.functional.linear`` on a probe input before swapping anything, and leaves the
-model untouched (saying why) if an operator is missing or disagrees. The values differ
+``torch.nn.functional.linear`` on a probe input as it swaps it in, and swaps every layer
+back (saying why) if an operator is missing or disagrees. The values differ
 from MKL's at float-rounding level (cosine distance ~2e-7 on real encoders).
 """
 
@@ -42,8 +42,12 @@ class OneDNNLinear(torch.nn.Module):
         self.requires_grad = requires_grad  # the original weight's, for to_linear()
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, batch_hint: int) -> OneDNNLinear:
-        packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_hint)
+    def from_linear(cls, linear: torch.nn.Linear, batch_hint: int,
+                    packed: torch.Tensor | None = None) -> OneDNNLinear:
+        """Pack ``linear``'s weight, or reuse ``packed`` (the same weight, already packed)."""
+        if packed is None:
+            packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(),
+                                                             batch_hint)
         bias = None if linear.bias is None else linear.bias.detach()
         return cls(packed, bias, linear.weight.requires_grad)
 
@@ -105,13 +109,8 @@ def use_onednn_linear(model: torch.nn.Module, batch_hint: int = BATCH_HINT) -> s
     try:
         for parent, name in targets:
             linear = getattr(parent, name)
-            packed = packed_by_weight.get(id(linear.weight))
-            if packed is None:
-                replacement = OneDNNLinear.from_linear(linear, batch_hint)
-            else:
-                replacement = OneDNNLinear(packed, None if linear.bias is None
-                                           else linear.bias.detach(),
-                                           linear.weight.requires_grad)
+            replacement = OneDNNLinear.from_linear(linear, batch_hint,
+                                                   packed_by_weight.get(id(linear.weight)))
             error = _probe_error(linear, replacement)
             if not error <= PROBE_RTOL:
                 failure = (f"aten (oneDNN linear differs from F.linear by {error:.1e} "
