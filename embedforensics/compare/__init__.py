@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Names resolve lazily so that importing the recipe schema (which reads compare.spec) does
-# not pull in torch or scikit-learn. The alpha_hat module is the exception: its function
+# Names resolve lazily so that importing the package does not pull in torch or
+# scikit-learn. The alpha_hat module is the exception: its function
 # has the module's name, and importing a submodule rebinds that name on the package, so
 # the function is bound eagerly here (it needs only numpy and scipy).
 _EXPORTS = {

@@ -31,6 +31,15 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "embedforensics"
 
 
+def recipe_cache_root(output: Any, use_cache: bool | None = None) -> Path | None:
+    """The cache folder a recipe's ``output:`` section asks for, or None when caching is
+    off (``use_cache`` overrides ``output.cache``, as ``--no-cache`` does). The one place
+    that resolves it: embeddings, transform outputs and soft outputs live under it."""
+    if not (output.cache if use_cache is None else use_cache):
+        return None
+    return Path(output.cache_dir).expanduser() if output.cache_dir else default_cache_dir()
+
+
 def cache_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 

@@ -10,109 +10,27 @@ that the report consumes. Probes never load models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from embedforensics.errors import UserError
+from embedforensics.errors import UserError, did_you_mean
+from embedforensics.results import AnalysisResult, Metric, Plot, jsonable
+
+if TYPE_CHECKING:
+    from embedforensics.recipe.loader import LoadedRecipe
+
+__all__ = ["Metric", "Plot", "Probe", "ProbeParameterError", "ProbeResult", "jsonable"]
 
 
 class ProbeParameterError(UserError):
     """A probe parameter has the wrong type or value."""
 
 
-@dataclass
-class Metric:
-    """One number with its uncertainty and the n behind it.
-
-    ``ci`` is a (low, high) confidence interval at ``ci_level`` (or None when the metric
-    has no interval, e.g. an explained-variance ratio); ``std`` a spread over seeds or folds
-    where that is the natural uncertainty; ``range`` the (min, max) over those seeds or
-    folds (a spread, not a confidence interval); ``method`` says how the interval was
-    computed.
-    """
-
-    value: float
-    n: int
-    ci: tuple[float, float] | None = None
-    ci_level: float | None = None
-    std: float | None = None
-    method: str = ""
-    description: str = ""
-    range: tuple[float, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "value": float(self.value),
-            "n": int(self.n),
-            "ci": None if self.ci is None else [float(self.ci[0]), float(self.ci[1])],
-            "ci_level": self.ci_level,
-            "std": None if self.std is None else float(self.std),
-            "method": self.method,
-            "description": self.description,
-            "range": None if self.range is None else [float(self.range[0]),
-                                                      float(self.range[1])],
-        }
-
-
-@dataclass
-class Plot:
-    """Data for one plot; the report draws it, the probe never imports matplotlib.
-
-    ``kind`` is one of ``scatter`` (``x``, ``y``, ``labels`` per point), ``bar`` (``x``
-    category names, ``y`` heights), ``matrix`` (``values`` 2-D, ``row_labels``,
-    ``col_labels``).
-    """
-
-    kind: str
-    title: str
-    data: dict[str, Any]
-    xlabel: str = ""
-    ylabel: str = ""
-
-
-@dataclass
-class ProbeResult:
-    """What a probe found: headline metrics, tables and plot data, all JSON-serialisable."""
-
-    probe: str
-    summary: str
-    metrics: dict[str, Metric] = field(default_factory=dict)
-    tables: dict[str, Any] = field(default_factory=dict)
-    plots: list[Plot] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "probe": self.probe,
-            "summary": self.summary,
-            "params": _jsonable(self.params),
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
-            "tables": _jsonable(self.tables),
-            "plots": [
-                {"kind": p.kind, "title": p.title, "xlabel": p.xlabel, "ylabel": p.ylabel,
-                 "data": _jsonable(p.data)}
-                for p in self.plots
-            ],
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays (possibly nested) into plain Python for JSON."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+ProbeResult = AnalysisResult
+"""What a probe's ``fit`` leaves in ``result_``: the one result type of every analysis."""
 
 
 class Probe(BaseEstimator):
@@ -168,11 +86,56 @@ class Probe(BaseEstimator):
                 f"probe '{self.name}' needs at least {self.min_labels} distinct labels; "
                 f"the data has {n_labels} ({', '.join(map(str, np.unique(y)))})."
             )
-        self.result_ = self._fit(X, y, **context)
+        result = self._fit(X, y, **context)
+        # every parameter the probe ran with, plus what the probe itself reports
+        result.params = {**self.get_params(), **result.params}
+        self.result_ = result
         return self
 
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
         raise NotImplementedError  # abstractmethod: implemented by every probe
+
+
+def check_recipe_probes(loaded: LoadedRecipe) -> list[UserError]:
+    """The probes' part of recipe validation: registered names, parameters (validated by
+    each probe class), run options beside them, and the labels each probe needs."""
+    from embedforensics.probes.matching import RUN_OPTIONS
+    from embedforensics.registry import PROBES
+
+    problems: list[UserError] = []
+    n_labels = len(loaded.recipe.labels)
+    for index, spec in enumerate(loaded.recipe.probes):
+        key = f"probes[{index}]"
+        file = loaded.file_of(key)
+        try:
+            PROBES.check(spec.name, file=file, key=f"{key}.name")
+            cls = PROBES.get(spec.name)
+            allowed = [*cls._get_param_names(), *RUN_OPTIONS]
+            for pname in spec.params:
+                if pname not in allowed:
+                    raise UserError(
+                        f"unknown parameter '{pname}' for probe '{spec.name}'"
+                        f"{did_you_mean(pname, allowed)}; parameters: {', '.join(allowed)}.",
+                        file=file, key=f"{key}.{pname}")
+            if not isinstance(spec.params.get("length_match", False), bool):
+                raise UserError(f"length_match must be true or false; got "
+                                f"{spec.params['length_match']!r}.", file=file,
+                                key=f"{key}.length_match")
+            probe = cls(**{k: v for k, v in spec.params.items() if k not in RUN_OPTIONS})
+            try:
+                probe._check_params()
+            except ProbeParameterError as exc:
+                bad = next((p for p in spec.params if f"'{p}'" in exc.message), None)
+                where = f"{key}.{bad}" if bad else key
+                raise UserError(exc.message, file=loaded.file_of(where), key=where) from None
+            if n_labels < cls.min_labels:
+                raise UserError(
+                    f"probe '{spec.name}' needs at least {cls.min_labels} labels but the "
+                    f"sources have {n_labels} ({', '.join(loaded.recipe.labels)}); give "
+                    "sources different labels.", file=file, key=key)
+        except UserError as exc:
+            problems.append(exc)
+    return problems
 
 
 def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, options) -> None:

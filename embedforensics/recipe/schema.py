@@ -13,8 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from embedforensics.compare.spec import CompareSpec, HeadsSpec
 from embedforensics.errors import did_you_mean
+from embedforensics.recipe.compare_spec import (
+    CompareSpec,
+    ComponentSpec,
+    HeadsSpec,
+    component_shorthand,
+)
 
 RECIPE_VERSION = 1
 
@@ -225,15 +230,8 @@ class SourceSpec(_Strict):
         return self
 
 
-class ProbeSpec(BaseModel):
+class ProbeSpec(ComponentSpec):
     """A probe by registered name, with its keyword parameters beside the name."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class OutputSpec(_Strict):
@@ -268,9 +266,7 @@ class Recipe(_Strict):
     @classmethod
     def _probe_shorthand(cls, value: Any) -> Any:
         """Allow ``- pca`` as shorthand for ``- name: pca``."""
-        if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
+        return component_shorthand(value)
 
     @model_validator(mode="after")
     def _source_ids(self) -> Recipe:

@@ -10,7 +10,10 @@ from embedforensics.report.schema import Results, json_schema
 
 
 def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Path:
-    """Write results.json, results.schema.json, report.html, report.md and plots/*.png."""
+    """Write results.schema.json, report.html, report.md and plots/*.png.
+
+    ``results.json`` itself is written by the study pipeline, once and atomically, after
+    these (:func:`embedforensics.study.pipeline.write_outputs`)."""
     from embedforensics.report.html import render_html
     from embedforensics.report.markdown import render_markdown
     from embedforensics.report.plots import render_plot
@@ -24,7 +27,6 @@ def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Pat
             if png is not None:
                 images[(i, j)] = png
                 (out / "plots" / f"{i:02d}-{probe.probe}-{j}.png").write_bytes(png)
-    (out / "results.json").write_text(results.to_json(), encoding="utf-8")
     (out / "results.schema.json").write_text(json.dumps(json_schema(), indent=2),
                                              encoding="utf-8")
     (out / "report.html").write_text(render_html(results, images), encoding="utf-8")

@@ -110,7 +110,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
             png = images.get((i, j))
             if png is not None:
                 data = base64.b64encode(png).decode("ascii")
-                parts.append(f"<figure><img alt='{escape(str(plot.get('title', '')), True)}' "
+                parts.append(f"<figure><img alt='{escape(plot.title, True)}' "
                              f"src='data:image/png;base64,{data}'></figure>")
         for name, table in probe.tables.items():
             if isinstance(table, dict) and "columns" in table and "rows" in table:

@@ -47,7 +47,7 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
                           [[k, metric_text(m), m.method] for k, m in probe.metrics.items()])
         for j, plot in enumerate(probe.plots):
             if (i, j) in images:
-                out += [f"![{_escape(plot.get('title', ''))}](plots/{i:02d}-{probe.probe}-{j}.png)",
+                out += [f"![{_escape(plot.title)}](plots/{i:02d}-{probe.probe}-{j}.png)",
                         ""]
         for name, table in probe.tables.items():
             if isinstance(table, dict) and "columns" in table and "rows" in table:

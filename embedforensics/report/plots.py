@@ -5,18 +5,23 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from embedforensics.results import Plot
+
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
             "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def render_plot(plot: dict[str, Any]) -> bytes | None:
-    """PNG bytes for one plot dict from a ProbeResult, or None for an unknown kind."""
+def render_plot(plot: Plot | dict[str, Any]) -> bytes | None:
+    """PNG bytes for one :class:`~embedforensics.results.Plot` (or its dict), or None for an
+    unknown kind."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     import numpy as np
 
+    if isinstance(plot, Plot):
+        plot = plot.model_dump()
     kind, data = plot.get("kind"), plot.get("data", {})
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     try:

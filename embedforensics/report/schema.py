@@ -30,6 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from embedforensics.results import AnalysisResult, Metric
+
 SCHEMA_NAME = "embedforensics.results"
 SCHEMA_VERSION = "1.0"
 
@@ -38,27 +40,9 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class MetricOut(BaseModel):
-    value: float | None
-    n: int
-    ci: list[float] | None = None
-    ci_level: float | None = None
-    std: float | None = None
-    range: list[float] | None = None
-    method: str = ""
-    description: str = ""
-
-
-class ProbeOut(BaseModel):
-    probe: str
-    summary: str = ""
-    error: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, MetricOut] = Field(default_factory=dict)
-    tables: dict[str, Any] = Field(default_factory=dict)
-    plots: list[dict[str, Any]] = Field(default_factory=list)
-    layer: str | None = None
-    headline: str | None = None
+MetricOut = Metric
+ProbeOut = AnalysisResult
+"""An entry of ``probes``: the analysis result itself (:mod:`embedforensics.results`)."""
 
 
 class SourceOut(_Open):
@@ -102,7 +86,7 @@ class Results(BaseModel):
     schema_version: str = SCHEMA_VERSION
     recipe: RecipeOut
     data: DataOut
-    probes: list[ProbeOut]
+    probes: list[AnalysisResult]
     provenance: dict[str, Any]
     timings: dict[str, float]
 

@@ -21,13 +21,9 @@ def load_sources(loaded: LoadedRecipe, *, use_cache: bool | None = None) -> Reco
     recipe = loaded.recipe
     out: list[SourceData] = []
     by_id: dict[str, SourceData] = {}
-    cache_on = recipe.output.cache if use_cache is None else use_cache
-    cache_dir = None
-    if cache_on:
-        from embedforensics.engine.cache import default_cache_dir
+    from embedforensics.engine.cache import recipe_cache_root
 
-        cache_dir = Path(recipe.output.cache_dir).expanduser() if recipe.output.cache_dir \
-            else default_cache_dir()
+    cache_dir = recipe_cache_root(recipe.output, use_cache)
     for i, spec in enumerate(recipe.sources):
         key = f"sources[{i}]"
         file = loaded.file_of(key)

@@ -14,8 +14,8 @@ from embedforensics.compare.heads import (
     save_head,
     train_head,
 )
-from embedforensics.compare.spec import CompareSpec, HeadGroupSpec, HeadsSpec
 from embedforensics.errors import UserError
+from embedforensics.recipe.compare_spec import CompareSpec, HeadGroupSpec, HeadsSpec
 
 
 def _data(n: int = 120, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embedforensics.cli import main
-from embedforensics.compare.trntk_workflow import stratified_sample
+from embedforensics.compare.trntk_comparator import stratified_sample
 from tests.compare.test_heads import build_tiny_classifier
 from tests.compare.test_workflow import ANIMAL, FINANCE, _texts
 
@@ -79,8 +79,8 @@ def test_linear_heads_share_one_kernel(write_recipe, tmp_path):
     recipe = _recipe(write_recipe, tmp_path, kind="logistic",
                      trntk={"n_train": 30, "n_test": 20, "max_models": 2})
     assert main(["-q", "heads", "train", str(recipe)]) == 0
-    from embedforensics.compare.workflow import run_compare
     from embedforensics.recipe import load_recipe
+    from embedforensics.runner import compare as run_compare
 
     res = run_compare(load_recipe(recipe), output=tmp_path / "o", write_reports=False)
     (entry,) = [p for p in res.results.probes if p.probe == "trntk"]
@@ -98,8 +98,8 @@ def test_trntk_on_hf_checkpoints(write_recipe, tmp_path):
         "methods": ["asymptotic"],
         "trntk": {"params": ["layer.1", "classifier"], "n_train": 8, "n_test": 6,
                   "top_k": 2, "projection_dim": 64}}})
-    from embedforensics.compare.workflow import run_compare
     from embedforensics.recipe import load_recipe
+    from embedforensics.runner import compare as run_compare
 
     res = run_compare(load_recipe(recipe), output=tmp_path / "out", write_reports=False)
     (entry,) = [p for p in res.results.probes if p.probe == "trntk"]
@@ -131,7 +131,7 @@ def test_stratified_sample_is_seeded_and_balanced():
 def test_vectorised_agreement_matches_scipy(method):
     from scipy import stats
 
-    from embedforensics.compare.trntk_workflow import ModelTrntk, _agreement
+    from embedforensics.compare.trntk_comparator import ModelTrntk, _agreement
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 12)), rng.normal(size=(5, 12))
@@ -149,7 +149,7 @@ def test_length_sorted_kernel_is_in_input_order(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from embedforensics.compare.trntk import HFClassifierLogits, trntk_kernel
-    from embedforensics.compare.trntk_workflow import length_sorted_kernel
+    from embedforensics.compare.trntk_comparator import length_sorted_kernel
 
     path = build_tiny_classifier(tmp_path / "c", ["a", "b"])
     model = HFClassifierLogits(AutoModelForSequenceClassification.from_pretrained(path))

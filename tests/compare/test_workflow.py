@@ -90,8 +90,8 @@ def test_compare_hf_checkpoints_by_glob(write_recipe, tmp_path):
     recipe = write_recipe({"probes": [], "compare": {
         "reference": "ckpt/ref-*", "candidates": {"other": ["ckpt/cand-*"]}, "test": "all",
         "n_bootstrap": 50, "methods": ["bootstrap"]}})
-    from embedforensics.compare.workflow import run_compare
     from embedforensics.recipe import load_recipe
+    from embedforensics.runner import compare as run_compare
 
     result = run_compare(load_recipe(recipe), output=tmp_path / "out", progress=False)
     (probe,) = result.results.probes
@@ -147,7 +147,7 @@ def test_bad_inputs(write_recipe, tmp_path, capsys):
 @pytest.mark.parametrize("mode,expected", [("logit", [1.0, -2.0]), ("top2_gap", [1.0, 2.0]),
                                            ("true_class_gap", [1.0, 2.0])])
 def test_soft_outputs(mode, expected):
-    from embedforensics.compare.workflow import soft_outputs
+    from embedforensics.compare.checkpoints import soft_outputs
 
     logits = np.array([[0.0, 1.0], [2.0, 0.0]])
     assert soft_outputs(logits, np.array([1, 0]), mode).tolist() == expected

@@ -1,4 +1,4 @@
-"""The ``compare.trntk`` part of ``embedforensics compare``: kernel surrogates and attributions.
+"""The ``trntk`` comparator (``compare.trntk``): kernel surrogates and attributions.
 
 Question answered: *does each model explain its test predictions through the same training
 points as the reference models do?* Engel et al. (ICLR 2024, arXiv 2305.14585): a kernel GLM
@@ -38,7 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from embedforensics.compare.checkpoints import model_name
 from embedforensics.errors import UserError
+from embedforensics.recipe.compare_spec import TrntkSpec
+from embedforensics.results import AnalysisResult
+from embedforensics.study.analysis import Comparator, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +134,7 @@ def _one_model(group: str, scored: Any, data: Any, tr: np.ndarray, te: np.ndarra
     att = attribute(glm, k_test, top_k=min(spec.top_k, n_tr), target=spec.target, y_test=y_te)
     true = attribute(glm, k_test, top_k=1, target="true", y_test=y_te)
     digest = hashlib.sha256(np.round(kern, 10).tobytes()).hexdigest()[:16]
-    return ModelTrntk(group, f"{scored.path.parent.name}/{scored.path.name}", str(scored.path),
+    return ModelTrntk(group, model_name(scored.path), str(scored.path),
                       faith, att, true.contributions, digest, time.perf_counter() - started)
 
 
@@ -155,26 +159,37 @@ def _agreement(a: ModelTrntk, b: ModelTrntk, method: str) -> float:
     return float(ok.mean()) if ok.size else float("nan")
 
 
-def run_trntk(loaded: Any, data: Any, ref: list[Any], cands: dict[str, list[Any]],
-              test_idx: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The trNTK probe entry (for ``results.json``/reports) and its provenance block.
+class TrntkComparator(Comparator):
+    """trNTK kernel surrogates of each model: faithfulness, training-data attributions and
+    their agreement with the reference models, against reference-vs-reference agreement."""
 
-    ``ref``/``cands`` are the scored models of the compare workflow (logits on ``test_idx``
-    in recipe class order); ``data`` is its :class:`~.workflow.Prepared`.
+    name = "trntk"
+    Params = TrntkSpec
+
+    def run(self, inputs: Any) -> Outcome:
+        entry, provenance = run_trntk(inputs, self.params)
+        return Outcome([AnalysisResult(**entry)], provenance={"trntk": provenance})
+
+
+def run_trntk(inputs: Any, spec: TrntkSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trNTK result entry (for ``results.json``/reports) and its provenance block.
+
+    ``inputs`` is the :class:`~.checkpoints.CheckpointData` of ``compare``: the prepared
+    data and split and the scored models (logits on the test rows, recipe class order).
     """
-    cmp = loaded.recipe.compare
-    spec = cmp.trntk
-    seed = loaded.recipe.seed if spec.seed is None else spec.seed
-    max_length = cmp.max_length or loaded.recipe.model.max_length
+    ctx, data = inputs.ctx, inputs.prepared
+    test_idx = data.test_idx
+    seed = ctx.recipe.seed if spec.seed is None else spec.seed
+    max_length = ctx.recipe.compare.max_length or ctx.recipe.model.max_length
     tr = stratified_sample(data.train_idx, data.y, spec.n_train, seed, 0x7A1)
     te = stratified_sample(test_idx, data.y, spec.n_test, seed, 0x7E5)
     if len(np.unique(data.y[tr])) < 2:
         raise UserError("the trNTK training sample has one class; raise n_train.",
-                        file=loaded.file_of("compare.trntk"), key="compare.trntk.n_train")
+                        file=ctx.file_of("compare.trntk"), key="compare.trntk.n_train")
     position = {int(v): i for i, v in enumerate(test_idx)}
     test_pos = np.array([position[int(i)] for i in te])
-    groups: dict[str, list[Any]] = {"reference": ref[: spec.max_models]}
-    for name, scored in cands.items():
+    groups: dict[str, list[Any]] = {"reference": inputs.reference[: spec.max_models]}
+    for name, scored in inputs.candidates.items():
         groups[name] = scored[: spec.max_models]
     results: dict[str, list[ModelTrntk]] = {}
     for group, models in groups.items():

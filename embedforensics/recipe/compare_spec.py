@@ -1,4 +1,4 @@
-"""Recipe sections ``heads:`` (train classifier heads) and ``compare:`` (α̂, trNTK study).
+"""Recipe sections ``heads:`` (train classifier heads) and ``compare:`` (comparators).
 
 ``heads:`` trains small classifier heads (logistic regression or a one-hidden-layer MLP) on
 the recipe's cached embeddings, over seeds, optimisers and hyperparameters, so that a study
@@ -7,11 +7,15 @@ models on one test set and reports α̂ (trimmed KS), accuracy, churn and calibr
 
 Classes are the recipe's source labels, sorted; a source's ``label`` is its class. Like the
 rest of the recipe, every model here forbids unknown keys so a typo is an error.
+
+This is configuration only: it imports no component. Comparators named in
+``compare.comparators`` are checked against the registry, and their parameters by the
+comparator classes themselves (:mod:`embedforensics.recipe.checks`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,6 +85,25 @@ class HeadsSpec(_Strict):
 ModelRef = str | list[str]
 
 
+class ComponentSpec(BaseModel):
+    """A registered component (a probe, a comparator) by name, with its keyword parameters
+    beside the name; the component validates them."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def component_shorthand(value: Any) -> Any:
+    """Allow ``- pca`` as shorthand for ``- name: pca`` in a list of components."""
+    if isinstance(value, list):
+        return [{"name": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
 class TrntkSpec(_Strict):
     """``compare.trntk``: trace-NTK kernel surrogates, faithfulness and attributions.
 
@@ -119,7 +142,27 @@ class TrntkSpec(_Strict):
                              "kGLM (default: the recipe seed).")
 
 
-class CompareSpec(_Strict):
+class OutputsSpec(_Strict):
+    """The ``outputs`` comparator's settings (α̂, accuracy, churn, calibration), written
+    directly in the ``compare:`` section."""
+
+    soft_output: Literal["auto", "logit", "top2_gap", "true_class_gap"] = Field(
+        "auto", description="Binary: logit (class 1 minus class 0); multi-class: top2_gap "
+        "(top-1 minus runner-up logit) or true_class_gap (true-class logit minus best other). "
+        "auto = logit for two classes, else top2_gap. Never probabilities.")
+    level: float = Field(0.05, gt=0, lt=1, description="Significance level of the KS test.")
+    methods: list[Literal["asymptotic", "bootstrap", "leave-one-out"]] = Field(
+        default_factory=lambda: ["asymptotic", "bootstrap"], min_length=1)
+    n_bootstrap: int = Field(1000, ge=10)
+    ece_bins: int = Field(15, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class CompareSpec(OutputsSpec):
     """A reference ensemble, candidate models, and how to compare them.
 
     A model reference is a ``heads`` group name, or one or more globs of checkpoint folders
@@ -130,22 +173,23 @@ class CompareSpec(_Strict):
     reference: ModelRef = Field(description="Group name or glob(s): the reference ensemble.")
     candidates: dict[str, ModelRef] = Field(
         min_length=1, description="Candidate group name → heads group name or glob(s).")
-    soft_output: Literal["auto", "logit", "top2_gap", "true_class_gap"] = Field(
-        "auto", description="Binary: logit (class 1 minus class 0); multi-class: top2_gap "
-        "(top-1 minus runner-up logit) or true_class_gap (true-class logit minus best other). "
-        "auto = logit for two classes, else top2_gap. Never probabilities.")
-    level: float = Field(0.05, gt=0, lt=1, description="Significance level of the KS test.")
-    methods: list[Literal["asymptotic", "bootstrap", "leave-one-out"]] = Field(
-        default_factory=lambda: ["asymptotic", "bootstrap"], min_length=1)
-    n_bootstrap: int = Field(1000, ge=10)
     test: Literal["split", "all"] = Field(
         "split", description="split: the heads' held-out test split; all: every record.")
-    ece_bins: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=1, description="Batch size for checkpoint scoring.")
     max_length: int | None = Field(None, ge=1,
                                    description="Token limit for checkpoint scoring.")
     dir: str | None = Field(None, description="Report folder (default runs/<name>/compare).")
     trntk: TrntkSpec | None = Field(None, description="trNTK surrogates and attributions.")
+    comparators: list[ComponentSpec] = Field(
+        default_factory=list, description="Further registered comparators, run after the "
+        "outputs comparator (α̂, accuracy, churn, calibration: the settings above) and trntk; "
+        "a name, or a name with its parameters ('embedforensics ls comparators').")
+
+    @field_validator("comparators", mode="before")
+    @classmethod
+    def _comparator_shorthand(cls, value: Any) -> Any:
+        """Allow ``- name`` as shorthand for ``- name: NAME``."""
+        return component_shorthand(value)
 
     @field_validator("candidates")
     @classmethod
@@ -156,8 +200,3 @@ class CompareSpec(_Strict):
             if not re.match(_NAME, name):
                 raise ValueError(f"candidate name {name!r} must match {_NAME}")
         return value
-
-    @field_validator("methods")
-    @classmethod
-    def _unique_methods(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
