@@ -388,7 +388,7 @@ def test_open_clip_arch_with_checkpoint_file(oc_dir, tmp_path, monkeypatch):
     open_clip users add one (open_clip.add_model_config)."""
     import open_clip
 
-    from embedforensics.models import clip as clip_mod
+    from embedforensics.models.families import open_clip as clip_mod
 
     cfg_dir = tmp_path / "configs"
     cfg_dir.mkdir()

@@ -21,12 +21,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from embedforensics.engine.cache import cache_key
+from embedforensics.models.protocol import IMAGE, Embedder, LengthPlanned, text_only_error
 from embedforensics.models.resolve import ResolvedModel, effective_spec, settings_key
+from embedforensics.models.resolve import make_embedder as _family_embedder
 from embedforensics.recipe.schema import ModelSpec
 from embedforensics.sources.base import Records
 
@@ -56,34 +58,9 @@ class EmbeddingSet:
         return int(self.X.shape[0])
 
 
-def make_embedder(spec: ModelSpec, resolved: ResolvedModel):
-    """The embedder for a model spec: image-text models (CLIP/SigLIP/DFN) or text encoders."""
-    from embedforensics.models.clip import make_image_text_embedder
-    from embedforensics.models.hf_encoder import HFTextEmbedder
-
-    image_text = make_image_text_embedder(spec, resolved)
-    if image_text is not None:
-        if spec.layers:
-            from embedforensics.errors import UserError
-
-            raise UserError("model.layers selects hidden layers of text encoders and decoders; "
-                            "image-text models give their projected embedding only (remove "
-                            "'layers').", key="model.layers")
-        if spec.compile:
-            from embedforensics.errors import UserError
-
-            raise UserError("model.compile applies to text encoders and decoders; remove it "
-                            "for image-text models.", key="model.compile")
-        return image_text
-
-    return HFTextEmbedder(
-        resolved.location, revision=resolved.revision, pooling=spec.pooling,
-        normalize=spec.normalize, prefix=spec.prefix, max_length=spec.max_length,
-        batch_size=spec.batch_size, dtype=spec.dtype, device=spec.device,
-        trust_remote_code=spec.trust_remote_code, layers=spec.layers,
-        max_tokens_per_batch=spec.max_tokens_per_batch, device_map=spec.device_map,
-        batch_overhead=spec.batch_overhead_tokens, compile=spec.compile,
-        onednn_linear=spec.onednn_linear)
+def make_embedder(spec: ModelSpec, resolved: ResolvedModel) -> Embedder:
+    """The (not yet loaded) embedder for a model spec, built by the model's family."""
+    return _family_embedder(spec, resolved)
 
 
 def tensor_names(spec: ModelSpec) -> list[str]:
@@ -110,38 +87,34 @@ def _stats_info(stats: Any) -> dict[str, Any]:
             "oom_splits": int(getattr(stats, "oom_splits", 0))}
 
 
-def _encode_shard(embedder: Any, texts: list[Any], names: list[str], workers: Any,
+def _encode_shard(embedder: Embedder, texts: list[Any], names: list[str], workers: Any,
                   progress: bool, *, modality: str = "text", source_id: str = ""
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Embed one shard's rows (texts, or images through an image-text model's image tower),
-    split across the accelerate processes when there are several."""
+    split across the accelerate processes when there are several: a length-planned
+    embedder's batches are shared out by tokens, any other gets a strided share of rows."""
     encode = embedder.encode
-    if modality == "image":
-        if not hasattr(embedder, "encode_images"):
-            from embedforensics.errors import UserError
-
-            raise UserError(
-                f"source '{source_id}' holds images but the model is a text-only model; "
-                "use an image-text model (open_clip 'hf-hub:...', 'local-dir:...', "
-                "'open_clip:ARCH', or a transformers CLIP/SigLIP) or set the source's "
-                "'modality: text'.", key="model.id")
+    if modality == IMAGE:
+        if IMAGE not in embedder.modalities:
+            raise text_only_error(source_id)
         encode = embedder.encode_images
     if workers.world == 1:
         result, stats = encode(texts, progress=progress)
         return _as_tensors(result, names), _stats_info(stats)
-    if modality == "text" and hasattr(embedder, "plan") and hasattr(embedder, "encode_batches"):
+    if modality != IMAGE and embedder.plans_batches:
         from embedforensics.engine.batching import assign_batches
 
-        batches, stats = embedder.plan(texts)
+        planned = cast(LengthPlanned, embedder)
+        batches, stats = planned.plan(texts)
         capped = np.minimum(np.asarray(stats.token_lengths, dtype=np.int64),
-                            embedder.effective_max_length)
+                            planned.effective_max_length)
         mine = [batches[j] for j in assign_batches(batches, capped, workers.world)
                 [workers.rank]]
-        index, parts = embedder.encode_batches(texts, mine, progress=progress, stats=stats)
-        empty = np.zeros((0, _hidden(embedder)), np.float32)
+        index, parts = planned.encode_batches(texts, mine, progress=progress, stats=stats)
+        empty = np.zeros((0, planned.embed_dim), np.float32)
         local = {name: parts.get("" if name == "embeddings" else name.removeprefix("layer."),
                                  empty) for name in names}
-    else:  # other embedder families: a strided share of the rows
+    else:
         index = np.arange(workers.rank, len(texts), workers.world, dtype=np.int64)
         result, stats = encode([texts[i] for i in index], progress=progress)
         local = _as_tensors(result, names)
@@ -171,11 +144,6 @@ def release_free_memory() -> None:
 
 
 _MALLOC_TRIM: Any = None
-
-
-def _hidden(embedder: Any) -> int:
-    model = getattr(embedder, "_model", None)
-    return int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
 
 
 class _Assembly:

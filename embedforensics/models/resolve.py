@@ -1,186 +1,71 @@
 """Turn ``model.id`` into a loadable location and a content fingerprint, without loading.
 
-``bundled:NAME`` → a directory inside an installed package; a local directory → itself;
-anything else → a Hugging Face hub id, looked up in the local Hugging Face cache. The
-fingerprint (config hash + weights hash, or the hub commit) keys the embedding cache, so a
-warm cache never needs the model loaded.
+A thin dispatcher over the registered model families (``embedforensics.registry.FAMILIES``,
+the contract in :mod:`embedforensics.models.family`): the families are asked in priority
+order whether they claim the id (``bundled:NAME``, the open_clip schemes, a transformers
+CLIP/SigLIP, then any ``from_pretrained`` folder or hub id), and the one that does
+resolves it. The fingerprint (config hash + weights hash, or the hub commit) keys the
+embedding cache, so a warm cache never needs the model loaded. Everything that changes an
+embedding is assembled in one place, :func:`settings_key`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedforensics.errors import UserError
-from embedforensics.recipe.schema import ModelSpec
+from embedforensics.models.family import ModelFamily, ResolvedModel
+from embedforensics.models.hub import directory_fingerprint
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-# small files besides config.json that change what a model computes (image preprocessing,
-# open_clip's architecture + preprocess config)
-_CONFIG_FILES = ("open_clip_config.json", "preprocessor_config.json", "processor_config.json")
-_FULL_HASH_LIMIT = 2 << 30  # hash whole weight files up to 2 GiB; larger ones are sampled
+if TYPE_CHECKING:
+    from embedforensics.models.protocol import Embedder
+    from embedforensics.recipe.loader import LoadedRecipe
+    from embedforensics.recipe.schema import ModelSpec
 
-
-@dataclass
-class ResolvedModel:
-    """Where a model lives and what identifies its exact weights."""
-
-    spec_id: str
-    location: str  # a local directory or a hub id for from_pretrained
-    revision: str | None
-    fingerprint: str
-    source: str  # "bundled", "local" or "hub"
-    config_hash: str | None = None
-    commit: str | None = None
-    family: str | None = None  # see embedforensics.models.defaults
-    defaults: dict[str, Any] = field(default_factory=dict)  # the family's pooling etc.
-    pretrained: str | None = None  # open_clip: the pretrained tag or checkpoint file
+__all__ = ["ResolvedModel", "check_model_available", "check_model_sources",
+           "directory_fingerprint", "effective_spec", "families", "family_of",
+           "make_embedder", "resolve_model", "settings_key"]
 
 
-def _file_digest(path: Path) -> str:
-    size = path.stat().st_size
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        if size <= _FULL_HASH_LIMIT:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-        else:  # sampled: size + 64 evenly spaced 1 MiB windows
-            h.update(str(size).encode())
-            for k in range(64):
-                fh.seek(k * (size - (1 << 20)) // 63)
-                h.update(fh.read(1 << 20))
-    return h.hexdigest()
+def families() -> list[ModelFamily]:
+    """The registered model families, in the order resolution asks them."""
+    from embedforensics.registry import FAMILIES
+
+    found = [FAMILIES.get(name)() for name in FAMILIES.names()]
+    return sorted(found, key=lambda f: (f.priority, f.name))
 
 
-def directory_fingerprint(path: Path, *, weights: bool = True) -> tuple[str, str | None]:
-    """(fingerprint of config + weights, sha256 of config.json) for a local model folder.
+def family_of(resolved: ResolvedModel) -> ModelFamily:
+    """The family that resolved ``resolved`` (by its ``kind``, else the first that owns it)."""
+    from embedforensics.registry import FAMILIES
 
-    ``weights=False`` returns only the config hash (for folders whose weights are already
-    identified, such as converted bundled models).
-    """
-    h = hashlib.sha256()
-    config = path / "config.json"
-    config_hash = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
-    h.update((config_hash or "").encode())
-    if not weights:
-        return "", config_hash
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name.startswith("tokenizer")
-                            or f.name in _CONFIG_FILES):
-            h.update(str(f.relative_to(path)).encode())
-            h.update(_file_digest(f).encode())
-    return h.hexdigest(), config_hash
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def _hub_cached_config(repo_id: str, revision: str | None) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return None
-    try:
-        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    except Exception:  # noqa: BLE001 - malformed ids are reported by the caller
-        return None
-    return Path(hit) if isinstance(hit, str) else None
-
-
-def _is_local(spec_id: str, base_dir: Path) -> Path | None:
-    for candidate in (Path(spec_id).expanduser(), base_dir / spec_id):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return None
+    if resolved.kind is not None:
+        FAMILIES.check(resolved.kind, key="model.id")
+        return FAMILIES.get(resolved.kind)()
+    for family in families():
+        if family.owns(resolved):
+            return family
+    raise UserError(f"no registered model family handles '{resolved.spec_id}' "
+                    f"(source '{resolved.source}').", key="model.id")
 
 
 def resolve_model(spec: ModelSpec, *, base_dir: Path, file: str | None = None,
                   key: str = "model.id", fingerprint: bool = True) -> ResolvedModel:
-    """Locate the model named by ``spec.id``; raise a UserError if it cannot be had."""
-    from embedforensics.models import defaults as fam
-    from embedforensics.registry import MODELS
+    """Locate the model named by ``spec.id``; raise a UserError if it cannot be had.
 
-    mid = spec.id
-    from embedforensics.models.clip import is_open_clip_id, resolve_open_clip
-
-    if is_open_clip_id(mid):
-        return resolve_open_clip(spec, base_dir=base_dir, file=file, key=key,
-                                 fingerprint=fingerprint)
-    if mid.startswith("bundled:"):
-        MODELS.check(mid, file=file, key=key)
-        entry = MODELS.get(mid)
-        try:
-            if not fingerprint:  # validation: the package is there; convert nothing yet
-                require = getattr(entry, "require", None)
-                if require is not None:
-                    require(key)
-                    prepared = entry.prepared_path()
-                    family, dflt = fam.family_defaults(
-                        mid, fam.folder_reader(prepared) if prepared else lambda _: None,
-                        entry.family)
-                    return ResolvedModel(mid, str(prepared or ""), None, "", "bundled",
-                                         family=family, defaults=dflt)
-            path = Path(entry())
-        except UserError as exc:
-            raise UserError(exc.message, file=file, key=key) from None
-        from embedforensics.models.bundled import conversion_fingerprint
-
-        fp, cfg = ("", None)
-        if fingerprint:
-            converted_fp = conversion_fingerprint(path)
-            fp, cfg = directory_fingerprint(path, weights=converted_fp is None)
-            fp = converted_fp or fp
-        family, dflt = fam.family_defaults(mid, fam.folder_reader(path),
-                                           getattr(entry, "family", None))
-        return ResolvedModel(mid, str(path), None, fp, "bundled", cfg, family=family,
-                             defaults=dflt)
-    local = _is_local(mid, base_dir)
-    if local is not None:
-        if not (local / "config.json").is_file() and not any(local.glob("*.gguf")):
-            raise UserError(f"the folder '{local}' has no config.json, so it is not a "
-                            "Hugging Face model folder.", file=file, key=key)
-        fp, cfg = directory_fingerprint(local) if fingerprint else ("", None)
-        family, dflt = fam.family_defaults(local.name, fam.folder_reader(local))
-        return ResolvedModel(mid, str(local), None, fp, "local", cfg, family=family,
-                             defaults=dflt)
-    if mid.startswith((".", "/", "~")):
-        raise UserError(f"the model folder '{mid}' does not exist.", file=file, key=key)
-    family, dflt = fam.family_defaults(mid, fam.hub_cache_reader(mid, spec.revision))
-    cached = _hub_cached_config(mid, spec.revision)
-    if cached is None:
-        if _offline():
-            raise UserError(
-                f"model '{mid}' is not available offline (not in the Hugging Face cache and "
-                "HF_HUB_OFFLINE=1); download it with 'huggingface-cli download "
-                f"{mid}', point model.id at a local folder, or use a bundled model "
-                "('embedforensics models ls').", file=file, key=key)
-        family, dflt = fam.family_defaults(mid, _hub_download_reader(mid, spec.revision))
-        return ResolvedModel(mid, mid, spec.revision, "", "hub", family=family, defaults=dflt)
-    commit = cached.parent.name
-    h = hashlib.sha256(f"{mid}@{commit}".encode()).hexdigest()
-    cfg = hashlib.sha256(cached.read_bytes()).hexdigest()
-    return ResolvedModel(mid, mid, spec.revision or commit, h, "hub", cfg, commit,
-                         family=family, defaults=dflt)
-
-
-def _hub_download_reader(repo_id: str, revision: str | None):
-    """Read small files of a hub model by downloading them (online, uncached models)."""
-
-    def read(name: str) -> str | None:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return Path(hf_hub_download(repo_id, name, revision=revision)).read_text(
-                encoding="utf-8")
-        except Exception:  # noqa: BLE001 - missing file or no network: no hint from it
-            return None
-
-    return read
+    The first family (in priority order) that claims the id checks the spec's settings and
+    resolves it; ``fingerprint=False`` (validation) locates without hashing or converting.
+    """
+    for family in families():
+        if family.claims(spec, base_dir=base_dir):
+            family.check_spec(spec, file=file)
+            resolved = family.resolve(spec, base_dir=base_dir, file=file, key=key,
+                                      fingerprint=fingerprint)
+            resolved.kind = family.name
+            return resolved
+    raise UserError(f"no registered model family recognises '{spec.id}'.", file=file, key=key)
 
 
 def effective_spec(spec: ModelSpec, resolved: ResolvedModel, *, file: str | None = None
@@ -189,10 +74,7 @@ def effective_spec(spec: ModelSpec, resolved: ResolvedModel, *, file: str | None
 
     Returns the filled spec and the {field: value} that came from the family rule.
     """
-    from embedforensics.models.defaults import FAMILY_DEFAULTS, apply
-
-    return apply(spec, resolved.family, resolved.defaults or FAMILY_DEFAULTS["encoder"],
-                 spec_id=resolved.spec_id, file=file)
+    return family_of(resolved).effective(spec, resolved, file=file)
 
 
 def check_model_available(spec: ModelSpec, *, base_dir: Path, file: str | None, key: str
@@ -204,13 +86,14 @@ def check_model_available(spec: ModelSpec, *, base_dir: Path, file: str | None, 
 def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
     """Everything that changes an embedding, as a stable JSON string for cache keys.
 
-    "auto" settings are keyed by their effective (family default) values.
+    The one place it is computed: the weights, the effective settings ("auto" ones keyed by
+    their family-filled values), the hidden layers, compile, and the family's own part
+    (:meth:`~embedforensics.models.family.ModelFamily.settings`).
     """
-    from embedforensics.models.clip import image_text_settings
-
-    spec, _ = effective_spec(spec, resolved)
+    family = family_of(resolved)
+    spec, _ = family.effective(spec, resolved)
     return json.dumps({
-        **image_text_settings(spec, resolved),
+        **family.settings(spec, resolved),
         "model": resolved.fingerprint or resolved.location,
         "revision": resolved.revision,
         "pooling": spec.pooling, "normalize": spec.normalize, "prefix": spec.prefix,
@@ -218,3 +101,53 @@ def settings_key(spec: ModelSpec, resolved: ResolvedModel) -> str:
         **({"layers": spec.layers} if spec.layers else {}),
         **({"compile": True} if spec.compile else {}),
     }, sort_keys=True)
+
+
+def make_embedder(spec: ModelSpec, resolved: ResolvedModel) -> Embedder:
+    """The (not yet loaded) embedder of ``resolved``'s family for an effective spec."""
+    family = family_of(resolved)
+    family.check_spec(spec)
+    return family.make_embedder(spec, resolved)
+
+
+def check_model_sources(loaded: LoadedRecipe) -> None:
+    """Validation: the model's family accepts the recipe's sources (images need an
+    image-text model). Nothing is loaded; a model that cannot be located is left to
+    :func:`check_model_available`."""
+    image_sources = _image_sources(loaded)
+    if not image_sources:
+        return
+    recipe = loaded.recipe
+    try:
+        resolved = resolve_model(recipe.model, base_dir=Path(loaded.base_dir),
+                                 file=loaded.file_of("model.id"), fingerprint=False)
+    except UserError:
+        return  # reported by the model check
+    family_of(resolved).check_sources(loaded, image_sources, resolved)
+
+
+def _image_sources(loaded: LoadedRecipe) -> list[int]:
+    """Indices of the sources that hold images: ``modality: image``, image lists, image
+    folders, or data files with an image column and no text column (peeked, not loaded)."""
+    from embedforensics.sources.hf import peek_columns, resolve_files
+
+    out = []
+    for i, src in enumerate(loaded.recipe.sources):
+        if src.modality == "text":
+            continue
+        is_image = src.modality == "image"
+        if not is_image and src.type != "inline" and src.path != "imagefolder":
+            try:
+                key = f"sources[{i}]"
+                found = resolve_files(src, Path(loaded.base_dir), file=loaded.file_of(key),
+                                      key=key)
+                is_image = found.builder == "imagefolder"
+                for path in found.local_files[:1]:  # an Image column and no text column
+                    columns = peek_columns(path, found.builder, found.kwargs) or []
+                    is_image = is_image or (src.text_column not in columns
+                                            and src.image_column in columns)
+            except UserError:
+                continue  # reported by the source check
+        if is_image or src.path == "imagefolder":
+            out.append(i)
+    return out

@@ -1,0 +1,220 @@
+"""Where model files are and what identifies them: the helpers every model family shares.
+
+One place for: the offline check (Hugging Face's own notion, read at call time), the local
+Hugging Face cache lookups, small-file readers over a folder / the hub cache / the hub,
+content fingerprints of model folders and files, and locating a ``from_pretrained``
+model (a local folder or a hub id) with its fingerprint. Nothing here imports torch or
+transformers, and nothing here knows about a particular family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from embedforensics.errors import UserError
+from embedforensics.fileio import file_sha256
+
+#: reads a file of the model (config.json, modules.json, ...) → its text, or None
+FileReader = Callable[[str], "str | None"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# small files besides config.json that change what a model computes (image preprocessing,
+# open_clip's architecture + preprocess config)
+CONFIG_FILES = ("open_clip_config.json", "preprocessor_config.json", "processor_config.json",
+                # sentence-transformers (st_modules): the module chain, the Transformer's
+                # settings; each module's own config.json is hashed by _is_st_module_config
+                "modules.json", "sentence_bert_config.json")
+FULL_HASH_LIMIT = 2 << 30  # hash whole weight files up to 2 GiB; larger ones are sampled
+
+
+# ------------------------------------------------------------------ offline, versions
+def offline() -> bool:
+    """Is the Hugging Face hub off limits? huggingface_hub's own rule, evaluated now.
+
+    ``huggingface_hub.constants.HF_HUB_OFFLINE`` is read once at import; the library then
+    refuses every request, so that value counts. The variables are read again here with
+    the library's own parser (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``), so a value
+    set after import (a test, a notebook) is honoured too.
+    """
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return bool(constants.HF_HUB_OFFLINE) or constants._is_true(now)
+
+
+def library_version(name: str) -> str | None:
+    """The installed version of the distribution ``name``, or None."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------ hashes
+def file_digest(path: Path) -> str:
+    """sha256 of a model file (files over 2 GiB are sampled; see fileio.file_sha256)."""
+    return file_sha256(path, sample_above=FULL_HASH_LIMIT)
+
+
+def bytes_sha256(path: Path) -> str:
+    """sha256 of a small file (a config) read whole."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def directory_fingerprint(path: Path, *, weights: bool = True) -> tuple[str, str | None]:
+    """(fingerprint of config + weights, sha256 of config.json) for a local model folder.
+
+    ``weights=False`` returns only the config hash (for folders whose weights are already
+    identified, such as converted bundled models).
+    """
+    h = hashlib.sha256()
+    config = path / "config.json"
+    config_hash = bytes_sha256(config) if config.is_file() else None
+    h.update((config_hash or "").encode())
+    if not weights:
+        return "", config_hash
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and (f.suffix in WEIGHT_SUFFIXES or f.name.startswith("tokenizer")
+                            or f.name in CONFIG_FILES or _is_st_module_config(f, path)):
+            h.update(str(f.relative_to(path)).encode())
+            h.update(file_digest(f).encode())
+    return h.hexdigest(), config_hash
+
+
+def _is_st_module_config(f: Path, root: Path) -> bool:
+    """A sentence-transformers module's config (``1_Pooling/config.json``, ``2_Dense/...``):
+    it changes the embedding (st_modules), so it keys the cache like the weights."""
+    return f.name == "config.json" and f.parent.parent == root \
+        and (root / "modules.json").is_file()
+
+
+def hub_fingerprint(model_id: str, commit: str) -> str:
+    """The fingerprint of a hub model at a commit (the commit names its files exactly)."""
+    return hashlib.sha256(f"{model_id}@{commit}".encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ the hub cache
+def cached_file(repo_id: str, name: str, revision: str | None) -> Path | None:
+    """``name`` of hub repo ``repo_id`` in the local Hugging Face cache, or None (never
+    downloads; a malformed id is None too, reported by the caller)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, name, revision=revision)
+    except Exception:  # noqa: BLE001 - malformed ids are reported by the caller
+        return None
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def folder_reader(path: Path) -> FileReader:
+    """A FileReader over a local model folder."""
+
+    def read(name: str) -> str | None:
+        f = path / name
+        try:
+            return f.read_text(encoding="utf-8") if f.is_file() else None
+        except OSError:
+            return None
+
+    return read
+
+
+def hub_cache_reader(repo_id: str, revision: str | None) -> FileReader:
+    """A FileReader over the local Hugging Face cache (never downloads)."""
+
+    def read(name: str) -> str | None:
+        hit = cached_file(repo_id, name, revision)
+        try:
+            return hit.read_text(encoding="utf-8") if hit is not None else None
+        except OSError:
+            return None
+
+    return read
+
+
+def hub_download_reader(repo_id: str, revision: str | None) -> FileReader:
+    """A FileReader that downloads small files of a hub model (online, uncached models)."""
+
+    def read(name: str) -> str | None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(repo_id, name, revision=revision)).read_text(
+                encoding="utf-8")
+        except Exception:  # noqa: BLE001 - missing file or no network: no hint from it
+            return None
+
+    return read
+
+
+# ------------------------------------------------------------------ from_pretrained models
+def local_dir(model_id: str, base_dir: Path) -> Path | None:
+    """The folder ``model_id`` names (as written, or relative to the recipe), or None."""
+    for candidate in (Path(model_id).expanduser(), base_dir / model_id):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+@dataclass
+class Pretrained:
+    """A ``from_pretrained`` model located (not loaded): where it is, what identifies it,
+    and a reader for its small files (config.json, modules.json, ...)."""
+
+    location: str  # a local directory or the hub id
+    revision: str | None
+    fingerprint: str  # "" when not computed, or for an online hub model not cached yet
+    source: str  # "local" or "hub"
+    config_hash: str | None
+    commit: str | None
+    name: str  # what family rules match names against: the folder name or the hub id
+    read: FileReader
+
+
+def model_reader(model_id: str, base_dir: Path, revision: str | None) -> FileReader | None:
+    """A FileReader over a ``from_pretrained`` model's files without fingerprinting it: its
+    folder, the hub cache, or (online) the hub; None when it cannot be had at all."""
+    folder = local_dir(model_id, base_dir)
+    if folder is not None:
+        return folder_reader(folder)
+    if model_id.startswith((".", "/", "~")):
+        return None
+    if cached_file(model_id, "config.json", revision) is not None:
+        return hub_cache_reader(model_id, revision)
+    return None if offline() else hub_download_reader(model_id, revision)
+
+
+def locate_pretrained(model_id: str, *, base_dir: Path, revision: str | None,
+                      file: str | None, key: str, fingerprint: bool = True) -> Pretrained:
+    """Find a ``from_pretrained`` model: a local folder (fingerprinted from its files) or a
+    hub id (fingerprinted by the cached commit); raise a one-sentence UserError when it
+    cannot be had (a missing folder, or offline and not in the Hugging Face cache)."""
+    folder = local_dir(model_id, base_dir)
+    if folder is not None:
+        if not (folder / "config.json").is_file() and not any(folder.glob("*.gguf")):
+            raise UserError(f"the folder '{folder}' has no config.json, so it is not a "
+                            "Hugging Face model folder.", file=file, key=key)
+        fp, cfg = directory_fingerprint(folder) if fingerprint else ("", None)
+        return Pretrained(str(folder), None, fp, "local", cfg, None, folder.name,
+                          folder_reader(folder))
+    if model_id.startswith((".", "/", "~")):
+        raise UserError(f"the model folder '{model_id}' does not exist.", file=file, key=key)
+    cached = cached_file(model_id, "config.json", revision)
+    if cached is None:
+        if offline():
+            raise UserError(
+                f"model '{model_id}' is not available offline (not in the Hugging Face cache "
+                "and HF_HUB_OFFLINE=1); download it with 'huggingface-cli download "
+                f"{model_id}', point model.id at a local folder, or use a bundled model "
+                "('embedforensics models ls').", file=file, key=key)
+        return Pretrained(model_id, revision, "", "hub", None, None, model_id,
+                          hub_download_reader(model_id, revision))
+    commit = cached.parent.name
+    return Pretrained(model_id, revision or commit, hub_fingerprint(model_id, commit), "hub",
+                      bytes_sha256(cached), commit, model_id,
+                      hub_cache_reader(model_id, revision))
