@@ -15,6 +15,12 @@ are scored as one extra "noise" cluster and counted). Agglomerative and HDBSCAN 
 quadratic memory, so above ``max_rows`` rows each seed clusters its own stratified
 subsample of ``max_rows`` rows; their spread over seeds is then the subsampling spread,
 and without subsampling they run once (no sd).
+
+For crossed designs whose labels name several factors (``de/computer`` = language x
+topic), ``factors: [language, topic]`` adds, per factor, k-means with k = that factor's
+number of levels over the same seeds, scored with ARI against that factor, against its
+shuffled levels (chance) and against every other factor and the full labels — so one sees
+whether the dominant two-way split of the space is the topic or something else.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.mixture import GaussianMixture
 
+from embedforensics.probes import factors as fx
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
 from embedforensics.probes.stats import (
     child_seeds,
@@ -63,6 +70,11 @@ class ClusterProbe(Probe):
         Row cap for agglomerative clustering and HDBSCAN (stratified subsample per seed).
     min_cluster_size : int, default 10
         HDBSCAN's smallest cluster.
+    factors : list of str or None, default None
+        Names of the ``/``-separated parts of every label in a crossed design, e.g.
+        ``["language", "topic"]`` for labels like ``de/computer``: for each factor, k-means
+        with k = its number of levels over the ``n_seeds`` seeds, ARI against the factor
+        and against its shuffled levels (one shuffle per seed). None = off.
     """
 
     name: ClassVar[str] = "cluster"
@@ -79,16 +91,85 @@ class ClusterProbe(Probe):
         "methods": ("str", None, None, ("all", *METHODS)),
         "max_rows": ("int", 10, None, None),
         "min_cluster_size": ("int", 2, None, None),
+        "factors": (fx.STR_LIST, None, None, None),
     }
 
     def __init__(self, *, n_clusters: int | None = None, n_seeds: int = 5, seed: int = 0,
-                 methods: str = "all", max_rows: int = 3000, min_cluster_size: int = 10):
+                 methods: str = "all", max_rows: int = 3000, min_cluster_size: int = 10,
+                 factors: list[str] | None = None):
         self.n_clusters = n_clusters
         self.n_seeds = n_seeds
         self.seed = seed
         self.methods = methods
         self.max_rows = max_rows
         self.min_cluster_size = min_cluster_size
+        self.factors = factors
+
+    def _check_params(self) -> None:
+        """The declared kinds, then the form of the factor names."""
+        fx.check_params(self)
+        fx.check_factor_names(type(self).__name__, self.factors)
+
+    def check_labels(self, labels: Any) -> None:
+        """Raise ``ProbeParameterError`` unless ``factors`` split every label; needs only
+        the label names, so it can run before any embedding is computed."""
+        if self.factors:
+            fx.split_factors(type(self).__name__, sorted({str(v) for v in labels}),
+                             self.factors)
+
+    def _factor_analysis(self, X: np.ndarray, y: np.ndarray,
+                         kmeans_runs: dict[int, list[np.ndarray]]
+                         ) -> tuple[dict[str, Metric], dict[str, Any], str]:
+        """k-means with k = each factor's levels, scored against every factor and the labels.
+
+        ``kmeans_runs`` maps k to the clusterings of the seeds already fitted (the headline
+        run's k is there), so a k shared by two factors or by the labels is fitted once.
+        """
+        levels = fx.split_factors(type(self).__name__, y, self.factors)
+        targets = {**levels, "label": y}
+        seeds = child_seeds(self.seed, self.n_seeds)
+        metrics: dict[str, Metric] = {}
+        rows: list[list[Any]] = []
+        clauses = []
+        for f, (name, values) in enumerate(levels.items()):
+            k = len(np.unique(values))
+            if k not in kmeans_runs:
+                kmeans_runs[k] = [KMeans(n_clusters=k, n_init=1, random_state=s).fit(X).labels_
+                                  for s in seeds]
+            runs = kmeans_runs[k]
+            null = [adjusted_rand_score(np.random.default_rng([s, f]).permutation(values), c)
+                    for s, c in zip(seeds, runs, strict=True)]
+            null_mean, null_sd, null_span = seed_spread(null)
+            how = (f"mean, sample sd and range over {self.n_seeds} k-means seed(s) (k={k}, one "
+                   f"k-means++ initialisation each)")
+            for against, target in targets.items():
+                ari = [adjusted_rand_score(target, c) for c in runs]
+                nmi = [normalized_mutual_info_score(target, c) for c in runs]
+                mean, sd, span = seed_spread(ari)
+                rows.append([k, name, against, mean, sd, span[0], span[1],
+                             seed_spread(nmi)[0],
+                             null_mean if against == name else None,
+                             null_sd if against == name else None])
+                if against != name:
+                    continue
+                metrics[f"factor_{fx.key(name)}_ari"] = Metric(
+                    value=mean, n=len(y), std=sd, range=span, method=how,
+                    description=f"Adjusted Rand index between k-means clusters with k = the "
+                                f"{k} levels of factor '{name}' and that factor.")
+                metrics[f"factor_{fx.key(name)}_ari_null"] = Metric(
+                    value=null_mean, n=len(y), std=null_sd, range=null_span, method=how,
+                    description=f"Null for factor_{fx.key(name)}_ari: the same clusterings "
+                                f"scored against the factor's levels shuffled over rows (one "
+                                f"shuffle per seed); what chance looks like.")
+                sd_text = "" if sd is None else f" ± {sd:.2f}"
+                clauses.append(f"{name} (k={k}) {mean:.2f}{sd_text}")
+        table = {"columns": ["k-means k", "k = levels of", "against", "ari mean", "ari sd",
+                             "ari min", "ari max", "nmi mean", "ari shuffled mean",
+                             "ari shuffled sd"],
+                 "rows": rows}
+        clause = ("k-means with k = the levels of each factor recovers "
+                  + ", ".join(clauses) + " (ARI)")
+        return metrics, table, clause
 
     def _other_methods(self, X: np.ndarray, y: np.ndarray, k: int
                        ) -> tuple[dict[str, Metric], list[list[Any]]]:
@@ -155,6 +236,7 @@ class ClusterProbe(Probe):
         y = y.astype(str)
         labels = [str(v) for v in np.unique(y)]
         k = len(labels) if self.n_clusters is None else self.n_clusters
+        self.check_labels(labels)
         if k > n:
             raise ProbeParameterError(
                 f"ClusterProbe: n_clusters is {k} but there are only {n} rows to cluster."
@@ -237,9 +319,15 @@ class ClusterProbe(Probe):
         if other_rows:
             others = ", ".join(f"{r[0]} {r[3]:.2f}" for r in other_rows)
             summary = summary[:-1] + f"; other methods' ARI: {others}."
+        if self.factors:
+            f_metrics, tables["factors"], clause = self._factor_analysis(
+                X, y, {k: [run[2] for run in runs]})
+            metrics.update(f_metrics)
+            summary = summary[:-1] + f"; {clause}."
         params = {"n_clusters": k, "n_clusters_requested": self.n_clusters,
                   "n_seeds": self.n_seeds, "seed": self.seed, "methods": self.methods,
                   "max_rows": self.max_rows, "min_cluster_size": self.min_cluster_size,
+                  "factors": self.factors,
                   "best_run_seed": best_seed,
                   "best_run_inertia": inertia}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,

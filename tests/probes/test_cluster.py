@@ -110,3 +110,67 @@ def test_agglomerative_and_hdbscan_subsample_above_max_rows() -> None:
     assert "gmm_ari" not in result.metrics and "hdbscan_ari" not in result.metrics
     only = ClusterProbe(n_seeds=2, methods="kmeans").fit(X, y).result_
     assert "methods" not in only.tables
+
+
+# ---- factors of a crossed design ----------------------------------------------------------
+def crossed(n_per_cell: int, language_shift: float, topic_shift: float, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels 'de/comp' ... (3 languages x 2 topics); language and topic move the embedding
+    along their own axes by the given shifts."""
+    rng = np.random.default_rng(seed)
+    lang = np.repeat(np.array(["de", "es", "it"]), 2 * n_per_cell)
+    topic = np.tile(np.repeat(np.array(["comp", "law"]), n_per_cell), 3)
+    y = np.char.add(np.char.add(lang, "/"), topic)
+    X = rng.normal(size=(len(y), 6))
+    X[:, :3] += language_shift * np.eye(3)[np.searchsorted(["de", "es", "it"], lang)]
+    X[:, 3] += topic_shift * (topic == "law")
+    return X.astype(np.float32), y, lang, topic
+
+
+def test_kmeans_recovers_one_factor_and_not_the_other() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y, lang, topic = crossed(40, language_shift=12.0, topic_shift=0.0)
+    result = ClusterProbe(n_seeds=4, methods="kmeans",
+                          factors=["language", "topic"]).fit(X, y).result_
+    m = result.metrics
+    assert m["factor_language_ari"].value == pytest.approx(1.0)
+    assert m["factor_language_ari"].std == pytest.approx(0.0) and m["factor_language_ari"].n == 240
+    assert abs(m["factor_topic_ari"].value) < 0.05  # no topic signal: chance
+    for name in ("language", "topic"):
+        assert abs(m[f"factor_{name}_ari_null"].value) < 0.05
+        assert "4 k-means seed(s) (k=" in m[f"factor_{name}_ari_null"].method
+    table = result.tables["factors"]
+    assert table["columns"][:4] == ["k-means k", "k = levels of", "against", "ari mean"]
+    rows = {(r[1], r[2]): r for r in table["rows"]}
+    assert set(rows) == {(f, g) for f in ("language", "topic")
+                         for g in ("language", "topic", "label")}
+    assert rows["language", "language"][0] == 3 and rows["topic", "topic"][0] == 2
+    assert rows["language", "label"][3] == pytest.approx(
+        adjusted_rand_score(y, lang))  # three pure language clusters against six cells
+    assert rows["language", "topic"][8] is None  # the shuffled null is per factor itself
+    assert "language (k=3) 1.00 ± 0.00" in result.summary
+    assert result.params["factors"] == ["language", "topic"]
+    # the same seeds as the headline run: with k = 6 = the cells nothing changes there
+    plain = ClusterProbe(n_seeds=4, methods="kmeans").fit(X, y).result_
+    assert plain.metrics["ari"].value == m["ari"].value
+
+
+def test_kmeans_recovers_the_topic_when_it_dominates() -> None:
+    X, y, _, _ = crossed(40, language_shift=0.0, topic_shift=12.0, seed=3)
+    m = ClusterProbe(n_seeds=3, methods="kmeans", factors=["language", "topic"]
+                     ).fit(X, y).result_.metrics
+    assert m["factor_topic_ari"].value == pytest.approx(1.0)
+    assert abs(m["factor_language_ari"].value) < 0.05
+
+
+def test_labels_that_do_not_split_into_the_factors_are_rejected() -> None:
+    X, y, _, _ = crossed(10, 5.0, 5.0)
+    y = y.astype(object)
+    y[y == "it/law"] = "it"
+    with pytest.raises(ProbeParameterError, match=r"ClusterProbe: factors \['language', "
+                                                  r"'topic'\] need every label.*label 'it' "
+                                                  r"has 1 part"):
+        ClusterProbe(factors=["language", "topic"]).fit(X, y)
+    with pytest.raises(ProbeParameterError, match="'factors' parameter of ClusterProbe"):
+        ClusterProbe(factors="language/topic").fit(X, y)

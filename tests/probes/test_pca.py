@@ -119,7 +119,7 @@ def test_parameter_and_data_errors() -> None:
 def test_components_are_explained_by_labels_and_metadata() -> None:
     from scipy.stats import f_oneway, spearmanr
 
-    from embedforensics.probes.pca import eta_squared
+    from embedforensics.probes.pca import eta_squared_anova as eta_squared
 
     rng = np.random.default_rng(0)
     n = 200
@@ -161,3 +161,160 @@ def test_no_interpretation_when_asked_for_none() -> None:
     y = np.array(["a", "b"] * 15)
     result = PCAProbe(n_components=2, n_interpret=0).fit(X, y).result_
     assert "pc_associations" not in result.tables
+
+
+# ---- factors of a crossed design and directions between groups ----------------------------
+def crossed_labels(n_per_cell: int, languages=("de", "es", "it"), topics=("comp", "law")
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Balanced language x topic design: labels 'de/comp', ... and the two factors."""
+    lang = np.repeat(np.array(languages), n_per_cell * len(topics))
+    topic = np.tile(np.repeat(np.array(topics), n_per_cell), len(languages))
+    return np.char.add(np.char.add(lang, "/"), topic), lang, topic
+
+
+def test_public_eta_squared_is_a_float_and_anova_adds_the_p_value() -> None:
+    from scipy.stats import f_oneway
+
+    from embedforensics.probes.pca import eta_squared, eta_squared_anova
+
+    g = np.array(["a", "a", "b", "b", "b"])
+    v = np.array([1.0, 2.0, 4.0, 5.0, 6.0])
+    assert isinstance(eta_squared(v, g), float)
+    eta2, p = eta_squared_anova(v, g)
+    assert eta2 == eta_squared(v, g)
+    assert p == pytest.approx(f_oneway(v[:2], v[2:]).pvalue)
+    assert eta_squared_anova(np.ones(5), g) == (0.0, 1.0)
+
+
+def test_a_component_that_is_exactly_one_factor() -> None:
+    y, lang, topic = crossed_labels(20)
+    rng = np.random.default_rng(0)
+    X = rng.normal(scale=0.01, size=(len(y), 5))
+    X[:, 0] = 10.0 * np.searchsorted(["de", "es", "it"], lang)  # no noise: PC1 = language
+    X[:, 1] += 1.0 * (topic == "law")  # PC2 mostly topic
+    result = PCAProbe(n_components=3, factors=["language", "topic"],
+                      n_permutations=199).fit(X, y).result_
+    rows = {(r[0], r[2]): r for r in result.tables["factor_eta_squared"]["rows"]}
+    assert result.tables["factor_eta_squared"]["columns"][4:7] == [
+        "eta squared", "p (permutation)", "p (family-wise over components)"]
+    assert rows["PC1", "language"][4] == pytest.approx(1.0, abs=1e-6)
+    assert rows["PC1", "topic"][4] == pytest.approx(0.0, abs=1e-6)  # balanced: no topic at all
+    assert rows["PC1", "language"][5] == rows["PC1", "language"][6] == 1 / 200
+    assert rows["PC1", "topic"][5] > 0.5
+    assert rows["PC2", "topic"][4] > 0.95 and rows["PC2", "language"][4] < 0.05
+    assert rows["PC1", "language"][3] == 3 and rows["PC1", "topic"][3] == 2
+    m = result.metrics
+    assert m["factor_language_eta2"].value == pytest.approx(1.0, abs=1e-6)
+    assert "PC1" in m["factor_language_eta2"].description
+    assert m["factor_topic_eta2"].value > 0.95 and "PC2" in m["factor_topic_eta2"].description
+    assert m["factor_language_p"].value == m["factor_topic_p"].value == 1 / 200
+    assert m["factor_language_p"].n == len(y)
+    assert "language is carried most by PC1" in result.summary
+    assert "topic is carried most by PC2" in result.summary
+    plot = result.plots[-1]
+    assert plot.kind == "matrix" and plot.data["col_labels"] == ["language", "topic"]
+    assert np.asarray(plot.data["values"]).shape == (3, 2)
+    assert result.params["factors"] == ["language", "topic"]
+
+
+def test_permutation_eta_squared_equals_a_loop_over_the_same_shuffles() -> None:
+    from embedforensics.probes.pca import eta_squared, permutation_eta_squared
+
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(30, 3))
+    codes = rng.integers(0, 3, 30)
+    scores[:, 1] += codes  # one column with a real effect
+    B = 49
+    observed, p, p_max = permutation_eta_squared(scores, codes, B, seed=11)
+    assert observed == pytest.approx([eta_squared(scores[:, j], codes) for j in range(3)])
+    # The same shuffles by hand: rows in shuffled order take the sorted levels.
+    order = np.argsort(codes, kind="stable")
+    shuffled = np.random.default_rng(11).permuted(np.tile(order, (B, 1)), axis=1)
+    null = np.array([[eta_squared(scores[rows, j], codes[order]) for j in range(3)]
+                     for rows in shuffled])
+    assert p == pytest.approx((1 + (null >= observed - 1e-10).sum(axis=0)) / (B + 1))
+    assert p_max == pytest.approx(
+        (1 + (null.max(axis=1)[:, None] >= observed - 1e-10).sum(axis=0)) / (B + 1))
+    assert p[1] == 1 / (B + 1) and np.all(p_max >= p)
+
+
+def test_factor_p_values_are_calibrated_under_the_null() -> None:
+    """No factor effect at all: over many data sets the permutation p of PC1 is uniform."""
+    from scipy.stats import kstest
+
+    y, _, _ = crossed_labels(8)
+    p_pc1, p_family = [], []
+    for seed in range(200):
+        X = np.random.default_rng(seed).normal(size=(len(y), 4))
+        result = PCAProbe(n_components=3, n_interpret=0, factors=["language", "topic"],
+                          n_permutations=99, seed=seed).fit(X, y).result_
+        rows = result.tables["factor_eta_squared"]["rows"]
+        p_pc1.append(next(r[5] for r in rows if r[0] == "PC1" and r[2] == "language"))
+        p_family.append(result.metrics["factor_topic_p"].value)
+    p_pc1, p_family = np.array(p_pc1), np.array(p_family)
+    # p is on the grid k / 100, so P(p <= 0.05) = 0.05 exactly under the null; 200 draws
+    # put the count in [3, 19] with probability > 0.99.
+    assert 3 <= np.sum(p_pc1 <= 0.05) <= 19
+    assert 3 <= np.sum(p_family <= 0.05) <= 19
+    assert kstest(p_pc1, "uniform").pvalue > 0.01
+    assert kstest(p_family, "uniform").pvalue > 0.01
+
+
+def test_labels_that_do_not_split_into_the_factors_are_rejected() -> None:
+    X = spectrum_data(40, 5)
+    y = np.array(["de/comp", "de", "es/comp", "es/law"] * 10)
+    with pytest.raises(ProbeParameterError, match=r"factors \['language', 'topic'\] need every "
+                                                  r"label to split at '/' into 2 non-empty "
+                                                  r"parts .*label 'de' has 1 part\."):
+        PCAProbe(factors=["language", "topic"]).fit(X, y)
+    with pytest.raises(ProbeParameterError, match="label 'de/comp' has 2 parts"):
+        PCAProbe(factors=["a", "b", "c"]).check_labels(["de/comp", "es/law"])
+    with pytest.raises(ProbeParameterError, match="factor 'topic' has a single level"):
+        PCAProbe(factors=["language", "topic"]).check_labels(["de/comp", "es/comp"])
+    for bad in ("language", [], ["language", "language"], ["language", 3], ["two words"]):
+        with pytest.raises(ProbeParameterError, match="'factors' parameter of PCAProbe"):
+            PCAProbe(factors=bad).fit(X, np.array(["a/b", "c/d"] * 20))
+
+
+def test_direction_positions_on_constructed_data() -> None:
+    rng = np.random.default_rng(2)
+    d = 8
+    centre = {"en": np.zeros(d), "es": np.r_[4.0, np.zeros(d - 1)]}
+    centre["en-to-es"] = 0.75 * centre["es"]  # three quarters of the way
+    centre["far"] = np.r_[2.0, 5.0, np.zeros(d - 2)]  # half way, far off the axis
+    y = np.repeat(np.array(list(centre)), [100, 120, 100, 80])
+    X = np.stack([centre[g] for g in y]) + rng.normal(scale=0.3, size=(len(y), d))
+    result = PCAProbe(directions=["en -> es: en-to-es, far"], n_bootstrap=400,
+                      seed=1).fit(X, y).result_
+    m = result.metrics
+    pos = m["direction_en_to_es_position_en_to_es"]
+    assert pos.value == pytest.approx(0.75, abs=0.02)
+    assert pos.ci[0] < 0.75 < pos.ci[1] and pos.ci[1] - pos.ci[0] < 0.05
+    assert pos.n == 320 and pos.ci_level == 0.95 and "bootstrap" in pos.method
+    far = m["direction_en_to_es_position_far"]
+    assert far.value == pytest.approx(0.5, abs=0.03) and far.ci[0] < 0.5 < far.ci[1]
+    assert m["direction_en_to_es_length"].value == pytest.approx(4.0, abs=0.1)
+    # Exact value on the data, by hand.
+    mean = {g: X[y == g].mean(axis=0) for g in centre}
+    axis = mean["es"] - mean["en"]
+    assert pos.value == pytest.approx((mean["en-to-es"] - mean["en"]) @ axis / (axis @ axis))
+    table = result.tables["directions"]
+    rows = {r[1]: r for r in table["rows"]}
+    assert [rows[g][3] for g in ("en", "es")] == [0.0, 1.0]  # by construction
+    assert rows["en"][4] is None and rows["far"][2] == 80
+    assert rows["far"][7] == pytest.approx(np.linalg.norm(mean["far"] - mean["es"]))
+    assert rows["en"][6] == pytest.approx(0.3 / 4.0, rel=0.2)  # sd over rows on the axis
+    assert f"on en -> es, en-to-es sits at {pos.value:.2f} (95% CI" in result.summary
+    assert result.plots[-1].kind == "bar" and result.plots[-1].data["x"] == [
+        "en", "es", "en-to-es", "far"]
+
+
+def test_bad_directions_are_rejected_before_and_during_fit() -> None:
+    for bad in (["en"], ["en->en"], ["en->es: a,,b"], ["->es"], "en->es"):
+        with pytest.raises(ProbeParameterError, match="'directions' parameter of PCAProbe"):
+            PCAProbe(directions=bad)._check_params()  # what recipe validation calls
+    X = spectrum_data(20, 4)
+    y = np.array(["english", "spanish"] * 10)
+    with pytest.raises(ProbeParameterError, match=r"names label 'spansh'.*did you mean "
+                                                  r"'spanish'.*labels: english, spanish\."):
+        PCAProbe(directions=["english->spansh"]).fit(X, y)
