@@ -332,6 +332,7 @@ class CheckpointData:
     prepared: Prepared
     reference: list[Scored]
     candidates: dict[str, list[Scored]]
+    soft_output_cache: str | None = None
 
     @property
     def y_test(self) -> np.ndarray:
@@ -361,16 +362,15 @@ def comparators(ctx: StudyContext) -> list[Comparator]:
     return out
 
 
-def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
-                   write_reports: bool = True) -> RunResults:
-    """``compare``: score every model once, run every comparator, write the reports."""
+def load_checkpoints(ctx: StudyContext) -> CheckpointData:
+    """Resolve the reference and candidate models, prepare the data and split, and score
+    every model on the test rows once (through the soft-output cache)."""
     from embedforensics.engine.cache import EmbeddingCache
 
     cmp = ctx.recipe.compare
     if cmp is None:
         raise UserError("the recipe has no 'compare:' section (reference and candidates).",
                         file=ctx.file_of("compare"), key="compare")
-    analyses = comparators(ctx)
     # resolve every model before the (slow) embedding so naming mistakes fail fast:
     # names and globs first, then whether the named groups have been trained
     resolve_models(ctx, cmp.reference, "compare.reference", require_trained=False)
@@ -394,8 +394,15 @@ def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
         cands = {name: score_models(ctx, paths, prepared, f"compare.candidates.{name}", cache)
                  for name, paths in cand_paths.items()}
     _warn_overlap(ref + [s for v in cands.values() for s in v], prepared, cmp.test)
+    return CheckpointData(ctx, prepared, ref, cands, str(cache.root) if cache else None)
 
-    inputs = CheckpointData(ctx, prepared, ref, cands)
+
+def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
+                   write_reports: bool = True) -> RunResults:
+    """``compare``: score every model once, run every comparator, write the reports."""
+    analyses = comparators(ctx) if ctx.recipe.compare is not None else []
+    inputs = load_checkpoints(ctx)
+    cmp, prepared = ctx.recipe.compare, inputs.prepared
     outcome = Outcome()
     compare_prov: dict[str, Any] = {"trntk": None}
     for analysis in analyses:
@@ -413,9 +420,10 @@ def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
         "test_counts": {c: int(np.count_nonzero(y == i))
                         for i, c in enumerate(prepared.classes)},
         "embedding_fingerprint": prepared.embedding_fingerprint,
-        "reference": [_describe(s) for s in ref],
-        "candidates": {name: [_describe(s) for s in v] for name, v in cands.items()},
-        "soft_output_cache": str(cache.root) if cache else None,
+        "reference": [_describe(s) for s in inputs.reference],
+        "candidates": {name: [_describe(s) for s in v]
+                       for name, v in inputs.candidates.items()},
+        "soft_output_cache": inputs.soft_output_cache,
         "comparators": [a.name for a in analyses],
         **compare_prov,
     }}

@@ -25,20 +25,15 @@ from typing import Any
 import numpy as np
 
 from embedforensics.errors import UserError
-from embedforensics.fileio import atomic_write
+from embedforensics.fileio import atomic_write, file_sha256
 
 HEAD_FORMAT = "embedforensics-head-v1"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def file_sha256(*paths: Path) -> str:
-    """sha256 over the bytes of the given files, in order (the model fingerprint)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+def files_fingerprint(*paths: Path) -> str:
+    """sha256 over the given files' sha256 digests, in order (a checkpoint's fingerprint)."""
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
 
 
 def build_head(kind: str, input_dim: int, n_classes: int, hidden: int = 64) -> Any:
@@ -231,7 +226,8 @@ def load_head(directory: str | Path) -> Scorer:
     module.load_state_dict(load_file(str(path / "model.safetensors")))
     module.eval()
     return Scorer(path, config["kind"], list(config["classes"]),
-                  file_sha256(path / "model.safetensors", path / "config.json"), "embeddings",
+                  files_fingerprint(path / "model.safetensors", path / "config.json"),
+                  "embeddings",
                   config, module)
 
 
@@ -247,7 +243,7 @@ def load_hf_classifier(directory: str | Path) -> Scorer:
     id2label = {int(k): str(v) for k, v in config.id2label.items()}
     classes = [id2label[i] for i in range(len(id2label))]
     weights = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
-    fingerprint = file_sha256(*weights, path / "config.json")
+    fingerprint = files_fingerprint(*weights, path / "config.json")
 
     def load() -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
