@@ -147,7 +147,6 @@ class SurfaceBaselineProbe(Probe):
         plots = [Plot(kind="bar", title=f"Cross-validated accuracy by feature set (n={n})",
                       data={"x": names, "y": [metrics[f"{k}_accuracy"].value for k in names]},
                       ylabel="accuracy")]
-        params = {"n_folds": self.n_folds, "max_features": self.max_features, "C": self.C,
-                  "seed": self.seed, "best_baseline": best}
+        params = {"best_baseline": best}  # the constructor's parameters are added by fit
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics,
                            tables={"accuracy_by_features": table}, plots=plots, params=params)

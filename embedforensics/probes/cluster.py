@@ -324,10 +324,8 @@ class ClusterProbe(Probe):
                 X, y, {k: [run[2] for run in runs]})
             metrics.update(f_metrics)
             summary = summary[:-1] + f"; {clause}."
+        # the constructor's parameters are added by fit; n_clusters is the k used
         params = {"n_clusters": k, "n_clusters_requested": self.n_clusters,
-                  "n_seeds": self.n_seeds, "seed": self.seed, "methods": self.methods,
-                  "max_rows": self.max_rows, "min_cluster_size": self.min_cluster_size,
-                  "factors": self.factors,
                   "best_run_seed": best_seed,
                   "best_run_inertia": inertia}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,

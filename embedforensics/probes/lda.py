@@ -150,8 +150,6 @@ class LDAProbe(Probe):
             "per_label_recall": per_label_recall_table(y, pred, labels),
             "confusion_matrix": matrix_table(cm, labels, labels, "true \\ predicted"),
         }
-        params = {"n_folds": self.n_folds, "seed": self.seed, "shrinkage": self.shrinkage,
-                  "max_points": self.max_points, "n_permutations": self.n_permutations,
-                  "n_rows": n, "dim": d}
+        params = {"n_rows": n, "dim": d}  # the constructor's parameters are added by fit
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=[plot], params=params)

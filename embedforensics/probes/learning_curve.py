@@ -174,8 +174,6 @@ class LearningCurveProbe(Probe):
                                           "per label",
                       data={"series": series}, xlabel="training rows per label",
                       ylabel="held-out metric")]
-        params = {"n_sizes": self.n_sizes, "min_per_label": self.min_per_label,
-                  "n_repeats": self.n_repeats, "test_fraction": self.test_fraction,
-                  "C": self.C, "seed": self.seed, "sizes": [int(s) for s in sizes]}
+        params = {"sizes": [int(s) for s in sizes]}  # constructor parameters: added by fit
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)

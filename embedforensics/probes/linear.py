@@ -143,10 +143,7 @@ class LinearProbe(Probe):
                 f"; the solver hit max_iter={self.max_iter} in {unconverged} of "
                 f"{self.n_folds} folds, so raise max_iter."
             )
-        params = {"n_folds": self.n_folds, "C": self.C, "max_iter": self.max_iter,
-                  "seed": self.seed, "n_bootstrap": self.n_bootstrap,
-                  "n_permutations": self.n_permutations,
-                  "unconverged_folds": unconverged}
+        params = {"unconverged_folds": unconverged}  # constructor parameters: added by fit
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)
 

@@ -241,15 +241,8 @@ class PCAProbe(Probe):
         params = {
             "n_components": k,
             "n_components_requested": self.n_components,
-            "seed": self.seed,
-            "max_points": self.max_points,
             "svd_solver": solver,
-            "n_interpret": self.n_interpret,
-            "factors": self.factors,
-            "directions": self.directions,
-            "n_permutations": self.n_permutations,
-            "n_bootstrap": self.n_bootstrap,
-        }
+        }  # the constructor's parameters are added by fit
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)
 

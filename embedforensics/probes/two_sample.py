@@ -262,11 +262,8 @@ class TwoSampleProbe(Probe):
             f"{self.n_permutations} permutations, "
             f"{'all' if self.max_per_label is None else f'≤{self.max_per_label}'} rows per "
             f"label, n={len(y)}).")
-        params = {"n_permutations": self.n_permutations, "max_per_label": self.max_per_label,
-                  "n_folds": self.n_folds, "seed": self.seed, "method": self.method,
-                  "exact_max_rows": self.exact_max_rows, "n_features": self.n_features,
-                  "n_directions": self.n_directions, "c2st_ridge": self.c2st_ridge,
-                  "methods_used": sorted({f"MMD: {r['mmd_method']}; energy: "
+        # the constructor's parameters are added by fit
+        params = {"methods_used": sorted({f"MMD: {r['mmd_method']}; energy: "
                                           f"{r['energy_method']}" for r in records}),
                   "bandwidths": {f"{r['a']}|{r['b']}": r["bandwidth"] for r in records}}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
