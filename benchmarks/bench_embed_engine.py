@@ -1,7 +1,7 @@
 """Engine benchmarks on the default recipe: cold vs warm cache, and 1 vs 2 processes.
 
 1. Cold vs warm: a fresh child process loads ``recipes/default.yaml``, reads its sources and
-   times the embedding stage (``runner._embed``: model fingerprint, cache lookup, model load
+   times the embedding stage (``study.pipeline.embed_records_of``: model fingerprint, cache lookup, model load
    and encoding on a miss) with an empty cache; a second fresh child does the same with
    the cache the first one filled. Ratio cold / warm per repeat, median reported.
 2. Processes: ``embedforensics embed --no-cache recipes/default.yaml`` with
@@ -35,13 +35,13 @@ RECIPE = ROOT / "recipes" / "default.yaml"
 CHILD = """
 import json, sys, time
 t_start = time.perf_counter()
-from embedforensics.recipe import load_recipe
-from embedforensics.runner import _embed
 from embedforensics.sources import load_sources
-loaded = load_recipe(sys.argv[1])
-records = load_sources(loaded)
+from embedforensics.study.context import StudyContext
+from embedforensics.study.pipeline import embed_records_of
+ctx = StudyContext.open(sys.argv[1], use_cache=True, progress=False)
+records = load_sources(ctx.loaded)
 t0 = time.perf_counter()
-emb = _embed(loaded, records, use_cache=True, progress=False)
+emb = embed_records_of(ctx, records)
 t1 = time.perf_counter()
 status = sorted({v["cache"] for v in emb.provenance["embedding"]["per_source"].values()})
 print(json.dumps({"embed_s": t1 - t0, "rows": len(emb), "status": status,
