@@ -152,6 +152,41 @@ class ImageTextEmbedder(ABC):
         """Provenance of the loaded model."""
 
     @abstractmethod
+    def token_lengths(self, texts: list[str]) -> list[int] | None:
+        """Untruncated token counts (special tokens included), or None when the tokenizer
+        cannot say."""
+
+    @abstractmethod
+    def _text_features(self, texts: list[str], limit: int) -> Any:
+        """The text tower's projected features for one batch of (prefixed) texts."""
+
+    def _text_batches(self, lengths: list[int] | None, n: int) -> list[Any]:
+        """The text batches (index ranges or arrays); in input order by default."""
+        return self._batches(n)
+
     def encode(self, texts: list[str], *, progress: bool = True
                ) -> tuple[np.ndarray, EncodeStats]:
         """Embed texts with the text tower, in input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        from embedforensics.models.hf_encoder import EncodeStats
+
+        self.load()
+        stats = EncodeStats(n_texts=len(texts))
+        texts = [self.prefix + t for t in texts]
+        limit = self.effective_max_length
+        lengths = self.token_lengths(texts)
+        if lengths is not None:
+            stats.token_lengths = lengths
+            stats.n_truncated = int(sum(n > limit for n in lengths))
+            stats.n_tokens = int(sum(min(n, limit) for n in lengths))
+        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
+        batches = self._text_batches(lengths, len(texts))
+        stats.n_batches = len(batches)
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="embedding", unit="batch",
+                              disable=not progress or None, leave=False):
+                out[batch] = self._finish(self._text_features([texts[i] for i in batch],
+                                                              limit))
+        return out, stats

@@ -25,7 +25,6 @@ from embedforensics.models.image_text import (
 )
 
 if TYPE_CHECKING:
-    from embedforensics.models.hf_encoder import EncodeStats
     from embedforensics.recipe.schema import ModelSpec
 
 MODEL_TYPES = frozenset({"clip", "siglip", "siglip2"})
@@ -180,37 +179,25 @@ class HFImageTextEmbedder(ImageTextEmbedder):
                   else v.to(self.device) for k, v in pixels.items()}
         return self._features(self._model.get_image_features(**inputs))
 
-    def encode(self, texts: list[str], *, progress: bool = True
-               ) -> tuple[np.ndarray, EncodeStats]:
-        """Embed texts with the text tower, in input order (batches sorted by tokens)."""
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts, special tokens included."""
         import warnings
 
-        import torch
-        from tqdm.auto import tqdm
-
-        from embedforensics.models.hf_encoder import EncodeStats
-
-        self.load()
-        stats = EncodeStats(n_texts=len(texts))
-        texts = [self.prefix + t for t in texts]
-        limit = self.effective_max_length
+        if not texts:
+            return []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            lengths = [len(ids) for ids in self._tokenizer(
-                texts, truncation=False, verbose=False)["input_ids"]] if texts else []
-        stats.token_lengths = lengths
-        stats.n_truncated = int(sum(n > limit for n in lengths))
-        stats.n_tokens = int(sum(min(n, limit) for n in lengths))
-        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
-        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        stats.n_batches = len(batches)
-        with torch.inference_mode():
-            for batch in tqdm(batches, desc="embedding", unit="batch",
-                              disable=not progress or None, leave=False):
-                enc = self._tokenizer([texts[i] for i in batch], padding=self._padding,
-                                      truncation=True, max_length=limit, return_tensors="pt")
-                enc = {k: v.to(self.device) for k, v in enc.items()
-                       if k in ("input_ids", "attention_mask")}
-                out[batch] = self._finish(self._features(self._model.get_text_features(**enc)))
-        return out, stats
+            return [len(ids) for ids in self._tokenizer(
+                texts, truncation=False, verbose=False)["input_ids"]]
+
+    def _text_batches(self, lengths: list[int] | None, n: int) -> list[Any]:
+        """Longest first, so a batch pads to similar lengths (order is restored)."""
+        order = np.argsort(-np.asarray(lengths or [], dtype=np.int64), kind="stable")
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _text_features(self, texts: list[str], limit: int) -> Any:
+        enc = self._tokenizer(texts, padding=self._padding, truncation=True,
+                              max_length=limit, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()
+               if k in ("input_ids", "attention_mask")}
+        return self._features(self._model.get_text_features(**enc))

@@ -19,8 +19,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from embedforensics.errors import UserError, did_you_mean
 from embedforensics.models.family import ResolvedModel
 from embedforensics.models.hub import (
@@ -39,7 +37,6 @@ from embedforensics.models.image_text import (
 )
 
 if TYPE_CHECKING:
-    from embedforensics.models.hf_encoder import EncodeStats
     from embedforensics.recipe.schema import ModelSpec
 
 PREFIXES = ("hf-hub:", "local-dir:", "open_clip:")
@@ -251,30 +248,6 @@ class OpenCLIPEmbedder(ImageTextEmbedder):
 
         return self._model.encode_image(pixels.to(self.device, dtype=getattr(torch, self.dtype)))
 
-    def encode(self, texts: list[str], *, progress: bool = True
-               ) -> tuple[np.ndarray, EncodeStats]:
-        """Embed texts with the text tower, in input order."""
-        import torch
-        from tqdm.auto import tqdm
-
-        from embedforensics.models.hf_encoder import EncodeStats
-
-        self.load()
-        stats = EncodeStats(n_texts=len(texts))
-        texts = [self.prefix + t for t in texts]
-        limit = self.effective_max_length
-        lengths = self.token_lengths(texts)
-        if lengths is not None:
-            stats.token_lengths = lengths
-            stats.n_truncated = int(sum(n > limit for n in lengths))
-            stats.n_tokens = int(sum(min(n, limit) for n in lengths))
-        out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
-        batches = self._batches(len(texts))
-        stats.n_batches = len(batches)
-        with torch.inference_mode():
-            for batch in tqdm(batches, desc="embedding", unit="batch",
-                              disable=not progress or None, leave=False):
-                tokens = self._tokenizer([texts[i] for i in batch],
-                                         context_length=limit).to(self.device)
-                out[batch.start:batch.stop] = self._finish(self._model.encode_text(tokens))
-        return out, stats
+    def _text_features(self, texts: list[str], limit: int) -> Any:
+        return self._model.encode_text(self._tokenizer(texts, context_length=limit)
+                                       .to(self.device))
