@@ -171,3 +171,8 @@ FAMILIES.add("bundled", "embedforensics.models.families.bundled:BundledFamily")
 FAMILIES.add("open_clip", "embedforensics.models.families.open_clip:OpenCLIPFamily")
 FAMILIES.add("hf_image_text", "embedforensics.models.families.hf_image_text:HFImageTextFamily")
 FAMILIES.add("hf_text", "embedforensics.models.families.hf_text:HFTextFamily")
+#: the model families' part of recipe validation, reached by name from recipe/checks.py
+#: (check_model: the model and its settings; check_image_sources: the sources it embeds)
+MODEL_CHECKS = Registry("model_checks")
+MODEL_CHECKS.add("model", "embedforensics.models.resolve:check_recipe_model")
+MODEL_CHECKS.add("sources", "embedforensics.models.resolve:check_model_sources")

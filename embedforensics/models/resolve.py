@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from embedforensics.recipe.schema import ModelSpec
 
 __all__ = ["ResolvedModel", "check_model_available", "check_model_sources",
+           "check_recipe_model",
            "directory_fingerprint", "effective_spec", "families", "family_of",
            "make_embedder", "resolve_model", "settings_key"]
 
@@ -108,6 +109,13 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel) -> Embedder:
     family = family_of(resolved)
     family.check_spec(spec)
     return family.make_embedder(spec, resolved)
+
+
+def check_recipe_model(loaded: LoadedRecipe) -> None:
+    """Validation of a recipe's model: its family locates it and checks its settings
+    (nothing is loaded, hashed or converted)."""
+    check_model_available(loaded.recipe.model, base_dir=Path(loaded.base_dir),
+                          file=loaded.file_of("model.id"), key="model.id")
 
 
 def check_model_sources(loaded: LoadedRecipe) -> None:

@@ -24,18 +24,18 @@ def _collect(problems: list[UserError], fn: Callable[[], None]) -> None:
 
 
 def check_model(loaded: LoadedRecipe) -> None:
-    from embedforensics.models.resolve import check_model_available
+    """The model's family locates it and checks its settings (``MODEL_CHECKS['model']``)."""
+    from embedforensics.registry import MODEL_CHECKS
 
-    check_model_available(loaded.recipe.model, base_dir=loaded.base_dir,
-                          file=loaded.file_of("model.id"), key="model.id")
+    MODEL_CHECKS.get("model")(loaded)
 
 
 def check_image_sources(loaded: LoadedRecipe) -> None:
-    """The model's family checks the sources it would embed (images need an image-text
-    model; :meth:`embedforensics.models.family.ModelFamily.check_sources`)."""
-    from embedforensics.models.resolve import check_model_sources
+    """The model's family checks the sources it would embed: images need an image-text
+    model (``MODEL_CHECKS['sources']``)."""
+    from embedforensics.registry import MODEL_CHECKS
 
-    check_model_sources(loaded)
+    MODEL_CHECKS.get("sources")(loaded)
 
 
 def check_recipe(loaded: LoadedRecipe) -> None:
