@@ -48,8 +48,9 @@ class Entry:
 class Registry:
     """Names of one kind of component (models, sources, probes, ...) and where they live."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, singular: str | None = None):
         self.kind = kind
+        self.singular = singular or (kind[:-1] if kind.endswith("s") else kind)
         self._entries: dict[str, Entry] = {}
         self._plugins_loaded = False
 
@@ -93,8 +94,7 @@ class Registry:
         """Raise a UserError with a did-you-mean when ``name`` is not registered."""
         if name not in self:
             raise UserError(
-                f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} "
-                f"'{name}'{did_you_mean(name, self.names())}; "
+                f"unknown {self.singular} '{name}'{did_you_mean(name, self.names())}; "
                 f"registered: {', '.join(self.names())}.",
                 file=file,
                 key=key,
@@ -120,13 +120,18 @@ COMPARATORS.add("outputs", "embedforensics.compare.outputs_comparator:OutputsCom
 COMPARATORS.add("trntk", "embedforensics.compare.trntk_comparator:TrntkComparator")
 
 CHECKS = Registry("checks")
-"""Recipe validation, one entry per component kind: ``check(loaded) -> list[UserError]``."""
+"""Recipe validation, one entry per component kind, run in this order: ``check(loaded)``
+returns a list of UserErrors (or raises one)."""
+CHECKS.add("model", "embedforensics.models.resolve:check_recipe_model",
+           "The model's family locates it (nothing loaded) and checks its settings.")
 CHECKS.add("sources", "embedforensics.sources.checks:check_recipe_sources",
            "Source types, transforms, local files and columns.")
 CHECKS.add("probes", "embedforensics.probes.base:check_recipe_probes",
            "Probe names, parameters, run options and the labels each probe needs.")
 CHECKS.add("comparators", "embedforensics.study.analysis:check_recipe_comparators",
            "compare.comparators names and parameters.")
+CHECKS.add("model_sources", "embedforensics.models.resolve:check_model_sources",
+           "The model's family accepts the sources (images need an image-text model).")
 
 SOURCES = Registry("sources")
 SOURCES.add("datasets", "embedforensics.sources.hf:load_hf_source",
@@ -166,13 +171,8 @@ TRANSFORMS.add("words", "embedforensics.transforms.text:Words")
 
 # model families, asked in their ``priority`` order (most specific id scheme first) whether
 # they claim a model.id; the contract is embedforensics.models.family.ModelFamily
-FAMILIES = Registry("families")
+FAMILIES = Registry("families", singular="model family")
 FAMILIES.add("bundled", "embedforensics.models.families.bundled:BundledFamily")
 FAMILIES.add("open_clip", "embedforensics.models.families.open_clip:OpenCLIPFamily")
 FAMILIES.add("hf_image_text", "embedforensics.models.families.hf_image_text:HFImageTextFamily")
 FAMILIES.add("hf_text", "embedforensics.models.families.hf_text:HFTextFamily")
-#: the model families' part of recipe validation, reached by name from recipe/checks.py
-#: (check_model: the model and its settings; check_image_sources: the sources it embeds)
-MODEL_CHECKS = Registry("model_checks")
-MODEL_CHECKS.add("model", "embedforensics.models.resolve:check_recipe_model")
-MODEL_CHECKS.add("sources", "embedforensics.models.resolve:check_model_sources")

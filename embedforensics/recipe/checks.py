@@ -10,32 +10,8 @@ reported together, each naming its file and key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from embedforensics.errors import UserError
 from embedforensics.recipe.loader import LoadedRecipe
-
-
-def _collect(problems: list[UserError], fn: Callable[[], None]) -> None:
-    try:
-        fn()
-    except UserError as exc:
-        problems.append(exc)
-
-
-def check_model(loaded: LoadedRecipe) -> None:
-    """The model's family locates it and checks its settings (``MODEL_CHECKS['model']``)."""
-    from embedforensics.registry import MODEL_CHECKS
-
-    MODEL_CHECKS.get("model")(loaded)
-
-
-def check_image_sources(loaded: LoadedRecipe) -> None:
-    """The model's family checks the sources it would embed: images need an image-text
-    model (``MODEL_CHECKS['sources']``)."""
-    from embedforensics.registry import MODEL_CHECKS
-
-    MODEL_CHECKS.get("sources")(loaded)
 
 
 def check_recipe(loaded: LoadedRecipe) -> None:
@@ -43,10 +19,11 @@ def check_recipe(loaded: LoadedRecipe) -> None:
     from embedforensics.registry import CHECKS
 
     problems: list[UserError] = []
-    _collect(problems, lambda: check_model(loaded))
     for name in CHECKS.registered():
-        problems += CHECKS.get(name)(loaded)
-    _collect(problems, lambda: check_image_sources(loaded))
+        try:
+            problems += CHECKS.get(name)(loaded) or []
+        except UserError as exc:
+            problems.append(exc)
     if len(problems) == 1:
         raise problems[0]
     if problems:
