@@ -27,12 +27,11 @@ Decoders are checked first, so ``intfloat/e5-mistral-7b-instruct`` is a decoder.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from embedforensics.models.family import AUTO_FIELDS, GENERIC_DEFAULTS, fill_auto
-from embedforensics.models.hub import FileReader, folder_reader, hub_cache_reader
+from embedforensics.models.hub import FileReader, folder_reader, hub_cache_reader, read_json
 from embedforensics.models.st_modules import refusal, st_defaults  # sentence-transformers
 
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -52,17 +51,6 @@ DECODER_MODEL_TYPES = frozenset({
 _E5_NAME = re.compile(r"(^|[/_\-.])e5([/_\-.]|$)")
 
 
-
-def _json(read: FileReader, name: str) -> dict[str, Any] | list[Any] | None:
-    text = read(name)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
 def is_decoder_config(config: dict[str, Any]) -> bool:
     """Does this config.json describe a causal (decoder-only) language model?"""
     archs = config.get("architectures") or []
@@ -77,7 +65,7 @@ def family_defaults(name: str, read: FileReader, family: str | None = None
 
     ``family`` short-cuts detection (bundled models know theirs).
     """
-    config = _json(read, "config.json")
+    config = read_json(read, "config.json")
     config = config if isinstance(config, dict) else {}
     if family is None:
         if is_decoder_config(config):

@@ -51,6 +51,34 @@ def pick_device(requested: str = "auto") -> str:
     return str(accelerate_state().device)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type's name when it says nothing."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def load_error(what: str, exc: BaseException) -> UserError:
+    """The one sentence for a model that would not load: ``what`` ("could not load model
+    'x'"), then the first line of the library's error."""
+    return UserError(f"{what}: {first_line(exc)}", key="model.id")
+
+
+class EmbedderSettings:
+    """The settings every embedder takes (where the model is, prefix, normalisation, token
+    limit, batch size, dtype, device) and the model it loads once (``_model``)."""
+
+    def __init__(self, location: str, *, normalize: bool = True, prefix: str = "",
+                 max_length: int | None = None, batch_size: int = 32, dtype: str = "float32",
+                 device: str = "auto"):
+        self.location = location
+        self.normalize = normalize
+        self.prefix = prefix
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.device = device
+        self._model: Any = None
+
+
 def pool(hidden: Any, mask: Any, how: str, pooler_output: Any = None) -> Any:
     """Reduce token states [b, t, d] to one vector per row under the attention mask.
 
@@ -95,7 +123,7 @@ def compile_for_inference(model: Any, device: str) -> tuple[Any, str]:
     return compiled, "torch.compile(dynamic=True" + (", freezing)" if freezing else ")")
 
 
-class HFTextEmbedder:
+class HFTextEmbedder(EmbedderSettings):
     """Embed texts with any Hugging Face encoder or decoder (AutoModel) and a pooling rule.
 
     ``layers`` (e.g. ``[-1, -4, 6]``) pools those entries of ``hidden_states`` (0 = the
@@ -126,15 +154,10 @@ class HFTextEmbedder:
             raise UserError("pooling 'pooler' uses the model's pooler head, which exists only "
                             "for the last layer; use 'mean', 'cls' or 'last_token' with "
                             "layers.", key="model.pooling")
-        self.location = location
+        super().__init__(location, normalize=normalize, prefix=prefix, max_length=max_length,
+                         batch_size=batch_size, dtype=dtype, device=device)
         self.revision = revision
         self.pooling = pooling
-        self.normalize = normalize
-        self.prefix = prefix
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.dtype = dtype
-        self.device = device
         self.trust_remote_code = trust_remote_code
         self.layers = list(layers) if layers is not None else None
         self.max_tokens_per_batch = max_tokens_per_batch
@@ -145,7 +168,6 @@ class HFTextEmbedder:
         self.onednn_linear = onednn_linear
         self.linear_kernels: str | None = None
         self.n_parameters: int | None = None
-        self._model: Any = None
         self._tokenizer: Any = None
         self._st_head: Any = None  # st_modules.ModuleHead when pooling is ST_POOLING
 
@@ -172,9 +194,7 @@ class HFTextEmbedder:
                     raise
                 model = AutoModel.from_pretrained(self.location, dtype=dtype, **kwargs)
         except OSError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"could not load model '{self.location}': {first}",
-                            key="model.id") from None
+            raise load_error(f"could not load model '{self.location}'", exc) from None
         if self.device_map is not None:
             # accelerate placed the weights; inputs go where the embeddings live
             self.device = str(model.get_input_embeddings().weight.device)
@@ -335,7 +355,7 @@ class HFTextEmbedder:
             return self._model(**enc, **kwargs)
         except Exception as exc:  # noqa: BLE001 - inductor raises many kinds
             if type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                first = first_line(exc)
                 log.warning("torch.compile failed (%s); running the model eagerly", first)
                 self._model = getattr(self._model, "_orig_mod", self._model)
                 self.compile_status = f"failed, eager: {first}"

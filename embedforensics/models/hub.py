@@ -1,20 +1,23 @@
 """Where model files are and what identifies them: the helpers every model family shares.
 
 One place for: the offline check (Hugging Face's own notion, read at call time), the local
-Hugging Face cache lookups, small-file readers over a folder / the hub cache / the hub,
-content fingerprints of model folders and files, and locating a ``from_pretrained``
-model (a local folder or a hub id) with its fingerprint. Nothing here imports torch or
-transformers, and nothing here knows about a particular family.
+Hugging Face cache lookups, small-file readers over a folder / the hub cache / the hub and
+the one JSON reading of them (:func:`read_json`), content fingerprints of model folders and
+files, and locating a ``from_pretrained`` model (a local folder or a hub id) with its
+fingerprint. Nothing here imports torch or transformers, and nothing here knows about a
+particular family.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from embedforensics.errors import UserError
 from embedforensics.fileio import file_sha256
@@ -111,45 +114,77 @@ def cached_file(repo_id: str, name: str, revision: str | None) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
-def folder_reader(path: Path) -> FileReader:
-    """A FileReader over a local model folder."""
+def hub_file(repo_id: str, name: str, revision: str | None) -> Path | None:
+    """``name`` of hub repo ``repo_id`` from the cache, or downloaded when online (as
+    from_pretrained would), or None (no such file, or offline and not cached)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, name, revision=revision))
+    except Exception:  # noqa: BLE001 - missing file or no network: nothing to read
+        return None
+
+
+def model_file(location: str, revision: str | None, name: str) -> Path | None:
+    """A file of a located model (a local folder, or a hub id: :func:`hub_file`), or None
+    when the model has no such file."""
+    local = Path(location)
+    return _folder_file(local, name) if local.is_dir() else hub_file(location, name, revision)
+
+
+def _folder_file(path: Path, name: str) -> Path | None:
+    target = path / name
+    return target if target.is_file() else None
+
+
+def _text_reader(locate: Callable[[str], Path | None],
+                 unreadable: tuple[type[Exception], ...] = (OSError,)) -> FileReader:
+    """A FileReader: the UTF-8 text of the file ``locate`` finds, None when there is none
+    or reading it raises one of ``unreadable``."""
 
     def read(name: str) -> str | None:
-        f = path / name
+        path = locate(name)
         try:
-            return f.read_text(encoding="utf-8") if f.is_file() else None
-        except OSError:
+            return path.read_text(encoding="utf-8") if path is not None else None
+        except unreadable:
             return None
 
     return read
+
+
+def folder_reader(path: Path) -> FileReader:
+    """A FileReader over a local model folder."""
+    return _text_reader(lambda name: _folder_file(path, name))
 
 
 def hub_cache_reader(repo_id: str, revision: str | None) -> FileReader:
     """A FileReader over the local Hugging Face cache (never downloads)."""
-
-    def read(name: str) -> str | None:
-        hit = cached_file(repo_id, name, revision)
-        try:
-            return hit.read_text(encoding="utf-8") if hit is not None else None
-        except OSError:
-            return None
-
-    return read
+    return _text_reader(lambda name: cached_file(repo_id, name, revision))
 
 
 def hub_download_reader(repo_id: str, revision: str | None) -> FileReader:
     """A FileReader that downloads small files of a hub model (online, uncached models)."""
+    # a downloaded file that is not UTF-8 text gives no hint, like a failed download
+    return _text_reader(lambda name: hub_file(repo_id, name, revision),
+                        unreadable=(OSError, ValueError))
 
-    def read(name: str) -> str | None:
-        try:
-            from huggingface_hub import hf_hub_download
 
-            return Path(hf_hub_download(repo_id, name, revision=revision)).read_text(
-                encoding="utf-8")
-        except Exception:  # noqa: BLE001 - missing file or no network: no hint from it
-            return None
+def location_reader(location: str, revision: str | None) -> FileReader:
+    """A FileReader over a located model (a local folder, or a hub id read from the cache
+    or, online, downloaded): :func:`model_file`'s files as text."""
+    return _text_reader(lambda name: model_file(location, revision, name))
 
-    return read
+
+def read_json(read: FileReader, name: str, *, invalid: Any = None) -> Any:
+    """The parsed JSON of the model's file ``name``: None when it is not there, ``invalid``
+    when it is not JSON."""
+    text = read(name)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return invalid
 
 
 # ------------------------------------------------------------------ from_pretrained models

@@ -18,11 +18,11 @@ import numpy as np
 
 from embedforensics.errors import UserError
 from embedforensics.models.family import ModelFamily, ResolvedModel
+from embedforensics.models.hf_encoder import EmbedderSettings, EncodeStats
 from embedforensics.models.hub import library_version
 from embedforensics.models.protocol import IMAGE, TEXT
 
 if TYPE_CHECKING:
-    from embedforensics.models.hf_encoder import EncodeStats
     from embedforensics.recipe.schema import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -69,25 +69,14 @@ class ImageTextFamily(ModelFamily):
                 "dtype": spec.dtype, "device": spec.device}
 
 
-class ImageTextEmbedder(ABC):
-    """Shared settings, batching and output handling of the image-text embedders
-    (an :class:`~embedforensics.models.protocol.Embedder` with both modalities)."""
+class ImageTextEmbedder(EmbedderSettings, ABC):
+    """Shared batching and output handling of the image-text embedders (an
+    :class:`~embedforensics.models.protocol.Embedder` with both modalities); the settings
+    are every embedder's (:class:`~embedforensics.models.hf_encoder.EmbedderSettings`)."""
 
     modalities: ClassVar[frozenset[str]] = frozenset({TEXT, IMAGE})
     plans_batches: ClassVar[bool] = False  # the engine gives each process a share of rows
     family = ""
-
-    def __init__(self, location: str, *, normalize: bool = True, prefix: str = "",
-                 max_length: int | None = None, batch_size: int = 32, dtype: str = "float32",
-                 device: str = "auto"):
-        self.location = location
-        self.normalize = normalize
-        self.prefix = prefix
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.dtype = dtype
-        self.device = device
-        self._model: Any = None
 
     def _finish(self, vectors: Any) -> np.ndarray:
         import torch
@@ -113,8 +102,6 @@ class ImageTextEmbedder(ABC):
         """Embed :class:`~embedforensics.sources.images.ImageRef` s, decoded per batch."""
         import torch
         from tqdm.auto import tqdm
-
-        from embedforensics.models.hf_encoder import EncodeStats
 
         self.load()
         stats = EncodeStats(n_texts=len(images))
@@ -169,8 +156,6 @@ class ImageTextEmbedder(ABC):
         """Embed texts with the text tower, in input order."""
         import torch
         from tqdm.auto import tqdm
-
-        from embedforensics.models.hf_encoder import EncodeStats
 
         self.load()
         stats = EncodeStats(n_texts=len(texts))

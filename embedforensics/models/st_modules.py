@@ -40,12 +40,11 @@ refused).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from embedforensics.errors import UserError
+from embedforensics.models.hub import FileReader, location_reader, model_file, read_json
 
 #: the ``model.pooling`` value that means "the folder's own sentence-transformers modules"
 ST_POOLING = "sentence-transformers"
@@ -71,10 +70,6 @@ _TRANSFORMER_KEYS = {"max_seq_length", "do_lower_case", "transformer_task", "mod
                      "processor_kwargs", "model_kwargs", "config_kwargs", "backend"}
 _SENTENCE = "sentence_embedding"
 _MODULE_KINDS = ("Transformer", "Pooling", "Dense", "Normalize")
-
-#: reads a small file of the model (``modules.json``, ``1_Pooling/config.json``) → text or None
-FileReader = Callable[[str], "str | None"]
-
 
 class UnsupportedModule(UserError):
     """A sentence-transformers module (or option) whose output this package cannot reproduce."""
@@ -145,16 +140,6 @@ class ModuleChain:
 _UNPARSABLE = object()  # a file that is there but is not JSON
 
 
-def _json(read: FileReader, name: str) -> Any:
-    text = read(name)
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return _UNPARSABLE
-
-
 def _kind(module_type: str) -> str | None:
     """'Pooling' for any sentence-transformers spelling of the Pooling class, else None."""
     if not module_type.startswith("sentence_transformers."):
@@ -173,7 +158,7 @@ def _refuse(model: str, what: str, why: str) -> UnsupportedModule:
 def _config(read: FileReader, model: str, what: str, path: str, name: str = "config.json",
             *, required: bool = False) -> dict[str, Any]:
     file = f"{path}/{name}" if path else name
-    data = _json(read, file)
+    data = read_json(read, file, invalid=_UNPARSABLE)
     if data is None and not required:
         return {}
     if not isinstance(data, dict):
@@ -264,7 +249,7 @@ def parse_modules(read: FileReader, model: str) -> ModuleChain | None:
     Raises :class:`UnsupportedModule` (a UserError, one sentence naming the module) for any
     module or option this package does not reproduce.
     """
-    modules = _json(read, "modules.json")
+    modules = read_json(read, "modules.json", invalid=_UNPARSABLE)
     if modules is None:
         return None
     if not isinstance(modules, list) or not modules or \
@@ -321,7 +306,7 @@ def st_defaults(read: FileReader, model: str, base: dict[str, Any]) -> dict[str,
     try:
         chain = parse_modules(read, model)
     except UnsupportedModule as exc:
-        modules = _json(read, "modules.json")
+        modules = read_json(read, "modules.json")
         out["normalize"] = isinstance(modules, list) and any(
             isinstance(m, dict) and str(m.get("type", "")).endswith("Normalize")
             for m in modules)
@@ -334,7 +319,7 @@ def st_defaults(read: FileReader, model: str, base: dict[str, Any]) -> dict[str,
     out["normalize"] = chain.normalize
     out["pooling"] = chain.simple_pooling or ST_POOLING
     # encode() prepends the default prompt by itself when the folder names one
-    settings = _json(read, "config_sentence_transformers.json")
+    settings = read_json(read, "config_sentence_transformers.json")
     if isinstance(settings, dict) and settings.get("default_prompt_name"):
         prompt = (settings.get("prompts") or {}).get(settings["default_prompt_name"])
         if isinstance(prompt, str):
@@ -350,34 +335,6 @@ def refusal(spec: Any, defaults: dict[str, Any], file: str | None = None) -> Non
 
 
 # ------------------------------------------------------------------ running (torch)
-def model_file(location: str, revision: str | None, name: str) -> Path | None:
-    """A file of a local folder or a hub model (from the cache, or downloaded when online,
-    as from_pretrained would), or None when the model has no such file."""
-    local = Path(location)
-    if local.is_dir():
-        target = local / name
-        return target if target.is_file() else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(location, name, revision=revision))
-    except Exception:  # noqa: BLE001 - missing file, offline and uncached: nothing to read
-        return None
-
-
-def file_reader(location: str, revision: str | None) -> FileReader:
-    """A text FileReader over :func:`model_file`."""
-
-    def read(name: str) -> str | None:
-        path = model_file(location, revision, name)
-        try:
-            return path.read_text(encoding="utf-8") if path is not None else None
-        except OSError:
-            return None
-
-    return read
-
-
 def pool_tokens(hidden: Any, mask: Any, modes: tuple[str, ...],
                 prompt_length: int | None = None) -> Any:
     """sentence-transformers' Pooling: each mode over the unmasked tokens, concatenated.
@@ -517,7 +474,7 @@ def load_head(location: str, revision: str | None, *, model: str | None = None,
     import torch
 
     name = model or location
-    chain = parse_modules(file_reader(location, revision), name)
+    chain = parse_modules(location_reader(location, revision), name)
     if chain is None:
         raise UserError(f"model.pooling '{ST_POOLING}' runs a sentence-transformers folder's "
                         f"modules, but '{name}' has no modules.json; choose mean, cls, "

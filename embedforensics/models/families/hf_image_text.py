@@ -9,7 +9,6 @@ padded to ``max_length`` as the model was trained.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,12 @@ import numpy as np
 
 from embedforensics.errors import UserError
 from embedforensics.models.family import ResolvedModel
-from embedforensics.models.hub import library_version, locate_pretrained, model_reader
+from embedforensics.models.hub import (
+    library_version,
+    locate_pretrained,
+    model_reader,
+    read_json,
+)
 from embedforensics.models.image_text import (
     IMAGE_TEXT_DEFAULTS,
     ImageTextEmbedder,
@@ -33,11 +37,7 @@ MODEL_TYPES = frozenset({"clip", "siglip", "siglip2"})
 def model_type(model_id: str, base_dir: Path, revision: str | None) -> str | None:
     """``model_type`` from the model's config.json (folder, hub cache, or online the hub)."""
     read = model_reader(model_id, base_dir, revision)
-    text = read("config.json") if read is not None else None
-    try:
-        config = json.loads(text) if text else None
-    except ValueError:
-        return None
+    config = read_json(read, "config.json") if read is not None else None
     return config.get("model_type") if isinstance(config, dict) else None
 
 
@@ -92,7 +92,7 @@ class HFImageTextEmbedder(ImageTextEmbedder):
         import torch
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        from embedforensics.models.hf_encoder import pick_device
+        from embedforensics.models.hf_encoder import load_error, pick_device
 
         kwargs: dict[str, Any] = {"revision": self.revision,
                                   "trust_remote_code": self.trust_remote_code}
@@ -102,9 +102,8 @@ class HFImageTextEmbedder(ImageTextEmbedder):
             self._tokenizer = AutoTokenizer.from_pretrained(self.location, **kwargs)
             self._image_processor = AutoImageProcessor.from_pretrained(self.location, **kwargs)
         except (OSError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"could not load image-text model '{self.location}': {first}",
-                            key="model.id") from None
+            raise load_error(f"could not load image-text model '{self.location}'",
+                             exc) from None
         if not hasattr(model, "get_image_features"):
             raise UserError(f"'{self.location}' is a {type(model).__name__}, which has no "
                             "image tower (get_image_features).", key="model.id")

@@ -165,7 +165,7 @@ class OpenCLIPEmbedder(ImageTextEmbedder):
             return self
         import torch
 
-        from embedforensics.models.hf_encoder import pick_device
+        from embedforensics.models.hf_encoder import load_error, pick_device
 
         try:
             import open_clip
@@ -182,10 +182,9 @@ class OpenCLIPEmbedder(ImageTextEmbedder):
                 self.location, pretrained=self.pretrained)
             tokenizer = open_clip.get_tokenizer(self.location)
         except (RuntimeError, OSError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"open_clip could not load '{self.location}'"
-                            + (f" (pretrained '{self.pretrained}')" if self.pretrained else "")
-                            + f": {first}", key="model.id") from None
+            raise load_error(f"open_clip could not load '{self.location}'"
+                             + (f" (pretrained '{self.pretrained}')" if self.pretrained else ""),
+                             exc) from None
         finally:
             root.setLevel(level)
         self.device = pick_device(self.device)
