@@ -1,9 +1,10 @@
 """Engine benchmarks on the default recipe: cold vs warm cache, and 1 vs 2 processes.
 
 1. Cold vs warm: a fresh child process loads ``recipes/default.yaml``, reads its sources and
-   times the embedding stage (``study.pipeline.embed_records_of``: model fingerprint, cache lookup, model load
-   and encoding on a miss) with an empty cache; a second fresh child does the same with
-   the cache the first one filled. Ratio cold / warm per repeat, median reported.
+   times the embedding stage (``study.pipeline.embed_records_of``: model fingerprint,
+   cache lookup, model load and encoding on a miss) with an empty cache; a second fresh
+   child does the same with the cache the first one filled. Ratio cold / warm per repeat,
+   median reported.
 2. Processes: ``embedforensics embed --no-cache recipes/default.yaml`` with
    ``--num-processes 1`` (one process, 2 torch threads) and ``2`` (torchrun + gloo, one
    thread each, as torchrun sets); wall time of the whole command and the embedding

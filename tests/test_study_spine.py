@@ -149,3 +149,9 @@ def test_compare_refuses_heads_trained_on_another_layer(write_recipe, tmp_path, 
     assert main(["-q", "compare", str(recipe), "--set", "model.layers=[1]"]) == 2
     err = capsys.readouterr().err
     assert "compare.reference" in err and "other embedding settings" in err
+
+
+def test_validation_asks_each_probe_about_the_labels(write_recipe):
+    recipe = write_recipe({"probes": [{"name": "pca", "factors": ["language", "topic"]}]})
+    with pytest.raises(UserError, match=r"probes\[0\].*label 'animals' has 1 part"):
+        load_recipe(recipe)

@@ -55,6 +55,10 @@ class Probe(BaseEstimator):
 
 
     # ---- validation ----------------------------------------------------------------
+    def check_labels(self, labels: Any) -> None:
+        """Check the parameters against the label names alone (recipe validation runs it
+        before anything is embedded); raise ``ProbeParameterError``. Default: nothing."""
+
     def _check_params(self) -> None:
         for pname, (kind, low, high, options) in self._param_specs.items():
             value = getattr(self, pname)
@@ -128,6 +132,10 @@ def check_recipe_probes(loaded: LoadedRecipe) -> list[UserError]:
                 bad = next((p for p in spec.params if f"'{p}'" in exc.message), None)
                 where = f"{key}.{bad}" if bad else key
                 raise UserError(exc.message, file=loaded.file_of(where), key=where) from None
+            try:
+                probe.check_labels(loaded.recipe.labels)
+            except ProbeParameterError as exc:
+                raise UserError(exc.message, file=file, key=key) from None
             if n_labels < cls.min_labels:
                 raise UserError(
                     f"probe '{spec.name}' needs at least {cls.min_labels} labels but the "
