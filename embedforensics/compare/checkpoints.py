@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from embedforensics.compare.heads import Scorer, is_checkpoint, load_scorer
+from embedforensics.engine.cache import EmbeddingCache, cache_key
 from embedforensics.errors import UserError, did_you_mean
+from embedforensics.recipe.compare_spec import OutputsSpec
+from embedforensics.registry import COMPARATORS
 from embedforensics.study.analysis import Comparator, Outcome
 from embedforensics.study.context import StudyContext
 from embedforensics.study.pipeline import (
@@ -254,8 +257,6 @@ def _check_scorer(scorer: Scorer, data: Prepared, file: str, key: str) -> list[i
 def score_models(ctx: StudyContext, paths: list[Path], data: Prepared, key: str,
                  cache: Any) -> list[Scored]:
     """Logits of every model on the test set, read from / written to the soft-output cache."""
-    from embedforensics.engine.cache import cache_key
-
     cmp = ctx.recipe.compare
     file = ctx.file_of(key)
     test = data.test_idx
@@ -343,9 +344,6 @@ def comparators(ctx: StudyContext) -> list[Comparator]:
     """The recipe's comparators, in order: ``outputs`` (always, with the ``compare:``
     settings), ``trntk`` (with an enabled ``compare.trntk`` section), then every entry of
     ``compare.comparators``; parameters validated by each comparator's class."""
-    from embedforensics.recipe.compare_spec import OutputsSpec
-    from embedforensics.registry import COMPARATORS
-
     cmp = ctx.recipe.compare
     entries: list[tuple[str, dict[str, Any], str]] = [
         ("outputs", cmp.model_dump(include=set(OutputsSpec.model_fields)), "compare")]
@@ -365,8 +363,6 @@ def comparators(ctx: StudyContext) -> list[Comparator]:
 def load_checkpoints(ctx: StudyContext) -> CheckpointData:
     """Resolve the reference and candidate models, prepare the data and split, and score
     every model on the test rows once (through the soft-output cache)."""
-    from embedforensics.engine.cache import EmbeddingCache
-
     cmp = ctx.recipe.compare
     if cmp is None:
         raise UserError("the recipe has no 'compare:' section (reference and candidates).",

@@ -176,8 +176,13 @@ class _Assembly:
 
 def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
                   cache_dir: str | Path | None, progress: bool = True,
-                  mmap_bytes: int | None = None, assemble: bool = True) -> EmbeddingSet:
+                  mmap_bytes: int | None = None, assemble: bool = True,
+                  settings: str | None = None) -> EmbeddingSet:
     """Embed all sources, reading and writing the shard cache unless ``cache_dir`` is None.
+
+    ``spec`` may leave "auto" settings to the model family; ``settings`` is the
+    :func:`~embedforensics.models.resolve.settings_key` of the effective spec when the
+    caller has it already (the study pipeline computes it once per run).
 
     The result is assembled in memory-mapped ``.npy`` files when it is larger than
     ``mmap_bytes`` (default 4 GiB; the environment variable EMBEDFORENSICS_MMAP_BYTES
@@ -190,7 +195,7 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
 
     workers = Workers()
     spec, _ = effective_spec(spec, resolved)  # fill "auto" settings (model family rules)
-    settings = settings_key(spec, resolved)
+    settings = settings or settings_key(spec, resolved)
     names = tensor_names(spec)
     keys = [cache_key(settings, s.fingerprint) for s in records.sources]
     tag = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]

@@ -26,17 +26,17 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from embedforensics.engine.embed import EmbeddingSet
 from embedforensics.errors import UserError, did_you_mean
+from embedforensics.probes.matching import length_matched_rows
+from embedforensics.recipe.loader import LoadedRecipe
+from embedforensics.registry import COMPARATORS
 from embedforensics.results import AnalysisResult
-
-if TYPE_CHECKING:
-    from embedforensics.engine.embed import EmbeddingSet
-    from embedforensics.recipe.loader import LoadedRecipe
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,6 @@ class ProbeAnalysis(Analysis):
         self.where = where  # "<file>: probes[i]" for error messages
 
     def run(self, inputs: EmbeddedData) -> Outcome:
-        from embedforensics.probes.matching import length_matched_rows
-
         emb = inputs.embeddings
         texts = list(emb.texts) if emb.texts is not None else None
         labels = np.asarray(emb.labels)
@@ -206,8 +204,6 @@ class Comparator(Analysis):
 def check_recipe_comparators(loaded: LoadedRecipe) -> list[UserError]:
     """The comparators' part of recipe validation: every ``compare.comparators`` entry is a
     registered comparator whose class accepts its parameters."""
-    from embedforensics.registry import COMPARATORS
-
     problems: list[UserError] = []
     cmp = loaded.recipe.compare
     for i, spec in enumerate(cmp.comparators if cmp is not None else []):

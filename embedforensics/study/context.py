@@ -18,13 +18,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from embedforensics.engine.cache import recipe_cache_root
+from embedforensics.models.resolve import (
+    ResolvedModel,
+    effective_spec,
+    resolve_model,
+    settings_key,
+)
 from embedforensics.recipe.loader import LoadedRecipe, load_recipe
-
-if TYPE_CHECKING:
-    from embedforensics.models.resolve import ResolvedModel
-    from embedforensics.recipe.schema import ModelSpec, Recipe
+from embedforensics.recipe.schema import ModelSpec, Recipe
 
 
 @dataclass
@@ -62,8 +66,6 @@ class StudyContext:
     @cached_property
     def cache_root(self) -> Path | None:
         """The cache folder, or None when caching is off."""
-        from embedforensics.engine.cache import recipe_cache_root
-
         return recipe_cache_root(self.recipe.output, self.use_cache)
 
     def cache_dir(self, kind: str) -> Path | None:
@@ -74,15 +76,11 @@ class StudyContext:
     @cached_property
     def resolved(self) -> ResolvedModel:
         """Where the recipe's model lives and what identifies its weights (nothing loaded)."""
-        from embedforensics.models.resolve import resolve_model
-
         return resolve_model(self.recipe.model, base_dir=self.loaded.base_dir,
                              file=self.file_of("model.id"))
 
     @cached_property
     def _effective(self) -> tuple[ModelSpec, dict[str, Any]]:
-        from embedforensics.models.resolve import effective_spec
-
         return effective_spec(self.recipe.model, self.resolved,
                               file=self.file_of("model.pooling"))
 
@@ -97,13 +95,17 @@ class StudyContext:
         return self._effective[1]
 
     @cached_property
+    def settings_key(self) -> str:
+        """Everything that changes an embedding, as JSON (the embedding cache's key part;
+        :func:`embedforensics.models.resolve.settings_key`)."""
+        return settings_key(self.model, self.resolved)
+
+    @property
     def embedding_fingerprint(self) -> str:
         """sha256 of everything that changes an embedding: the model's weights and every
         effective embedding setting, including ``layers`` and ``compile``. Heads record it
         and ``compare`` refuses heads whose fingerprint differs."""
-        from embedforensics.models.resolve import settings_key
-
-        return hashlib.sha256(settings_key(self.model, self.resolved).encode()).hexdigest()
+        return hashlib.sha256(self.settings_key.encode()).hexdigest()
 
     # ---- timing ----------------------------------------------------------------------
     @contextmanager

@@ -22,19 +22,23 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from embedforensics.engine.embed import EmbeddingSet, embed_records
 from embedforensics.errors import UserError
+from embedforensics.fileio import atomic_write
+from embedforensics.probes.matching import RUN_OPTIONS
+from embedforensics.registry import PROBES
+from embedforensics.report import write_reports
+from embedforensics.report.confounds import surface_warnings
+from embedforensics.report.schema import DataOut, RecipeOut, Results, SourceOut
 from embedforensics.results import AnalysisResult
+from embedforensics.sources import Records, load_sources
 from embedforensics.study.analysis import EmbeddedData, Outcome, ProbeAnalysis
 from embedforensics.study.context import StudyContext
-
-if TYPE_CHECKING:
-    from embedforensics.engine.embed import EmbeddingSet
-    from embedforensics.report.schema import DataOut, Results
-    from embedforensics.sources.base import Records
+from embedforensics.study.layer_sweep import LayerSweep
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,9 @@ class StudyData:
 def embed_records_of(ctx: StudyContext, records: Records, *, mmap_bytes: int | None = None,
                      assemble: bool = True) -> EmbeddingSet:
     """Embed ``records`` with the context's model and settings, through the cache."""
-    from embedforensics.engine.embed import embed_records
-
     embeddings = embed_records(records, ctx.model, ctx.resolved, cache_dir=ctx.cache_root,
                                progress=ctx.progress, mmap_bytes=mmap_bytes,
-                               assemble=assemble)
+                               assemble=assemble, settings=ctx.settings_key)
     model = embeddings.provenance["model"]
     # image-text embedders name their own family (open_clip or transformers)
     model.setdefault("family", ctx.resolved.family)
@@ -73,8 +75,6 @@ def embed_records_of(ctx: StudyContext, records: Records, *, mmap_bytes: int | N
 def load_data(ctx: StudyContext, *, mmap_bytes: int | None = None,
               assemble: bool = True) -> StudyData:
     """Load the sources and embed them (timed as ``sources`` and ``embed``)."""
-    from embedforensics.sources import load_sources
-
     with ctx.timed("sources"):
         records = load_sources(ctx.loaded, use_cache=ctx.use_cache)
     with ctx.timed("embed"):
@@ -92,9 +92,6 @@ def records_meta(records: Records) -> dict[str, list[Any]]:
 
 def probe_analyses(ctx: StudyContext) -> list[ProbeAnalysis]:
     """One :class:`ProbeAnalysis` per recipe probe, in recipe order."""
-    from embedforensics.probes.matching import RUN_OPTIONS
-    from embedforensics.registry import PROBES
-
     out = []
     for i, spec in enumerate(ctx.recipe.probes):
         key = f"probes[{i}]"
@@ -109,8 +106,6 @@ def run_probes(ctx: StudyContext, embeddings: EmbeddingSet,
                meta: dict[str, list[Any]] | None = None) -> Outcome:
     """Fit every recipe probe (once per captured layer); with several layers a
     ``layer_sweep`` result follows."""
-    from embedforensics.study.layer_sweep import LayerSweep
-
     inputs = EmbeddedData(embeddings, meta or {})
     outcome = Outcome()
     for analysis in probe_analyses(ctx):
@@ -177,9 +172,6 @@ def length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, floa
 
 def data_summary(data: StudyData) -> DataOut:
     """The ``data`` part of results.json: counts, per-source stats and surface warnings."""
-    from embedforensics.report.confounds import surface_warnings
-    from embedforensics.report.schema import DataOut, SourceOut
-
     records = data.records
     per_source = data.embeddings.provenance["embedding"]["per_source"]
     out = DataOut(
@@ -197,8 +189,6 @@ def assemble_results(ctx: StudyContext, data: StudyData, results: list[AnalysisR
     """The one ``results.json`` object of every command: recipe, data, analysis results,
     provenance (model, embedding, versions, git commits, platform, command, cache) and
     timings."""
-    from embedforensics.report.schema import RecipeOut, Results
-
     cache_dir = data.embeddings.provenance["embedding"]["cache_dir"]
     provenance = {
         **data.embeddings.provenance,
@@ -228,9 +218,6 @@ def default_output_dir(ctx: StudyContext, configured: str | None, default: str) 
 def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet,
                   out_dir: Path) -> Path:
     """Write the reports, then ``results.json`` once, atomically, with the report timing."""
-    from embedforensics.fileio import atomic_write
-    from embedforensics.report import write_reports
-
     results.provenance["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds")
     with ctx.timed("report"):
