@@ -169,6 +169,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     loaded = load_recipe(args.recipe, args.overrides)
     for override in loaded.overrides:
         print(f"# override: {override}", file=sys.stderr)
+    if loaded.recipe.model is None:  # a compare-only recipe: nothing is embedded
+        sys.stdout.write(dump_recipe(loaded.recipe))
+        print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, no embedding "
+              "model)", file=sys.stderr)
+        return 0
     # show the model settings that will be used: "auto" ones filled by the family rule
     resolved = resolve_model(loaded.recipe.model, base_dir=loaded.base_dir,
                              file=loaded.file_of("model.id"), fingerprint=False)

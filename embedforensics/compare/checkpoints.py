@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from embedforensics.compare.heads import Scorer, is_checkpoint, load_scorer
+from embedforensics.compare.heads import Scorer, is_checkpoint, is_head, load_scorer
 from embedforensics.engine.cache import EmbeddingCache, cache_key
 from embedforensics.errors import UserError, did_you_mean
 from embedforensics.recipe.compare_spec import OutputsSpec
@@ -81,7 +81,7 @@ class Prepared:
     y: np.ndarray
     train_idx: np.ndarray
     test_idx: np.ndarray
-    embedding_fingerprint: str
+    embedding_fingerprint: str | None
     split: dict[str, Any]
 
     @property
@@ -92,30 +92,40 @@ class Prepared:
     def embeddings(self) -> Any:
         return self.data.embeddings
 
+    @property
+    def texts(self) -> Any:
+        """Every record's text (image rows: the file name), in record order."""
+        return self.data.records.texts
 
-def prepare(ctx: StudyContext) -> Prepared:
-    """Load and embed the sources (cached) and compute the seeded train/test split."""
+    @property
+    def ids(self) -> Any:
+        return self.data.records.ids
+
+
+def prepare(ctx: StudyContext, *, embed: bool = True) -> Prepared:
+    """Load the sources, embed them (cached; ``embed=False``: not), and compute the seeded
+    stratified train/test split."""
     spec = ctx.recipe
     classes = spec.labels
     if len(classes) < 2:
         raise UserError(f"comparing classifiers needs at least two labels; found {classes}.",
                         file=ctx.file_of("sources"), key="sources")
-    data = load_data(ctx)
-    embeddings = data.embeddings
+    data = load_data(ctx, embed=embed)
     code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[str(v)] for v in embeddings.labels], dtype=np.int64)
+    y = np.array([code[str(v)] for v in data.records.labels], dtype=np.int64)
     heads = spec.heads
     fraction = heads.test_fraction if heads else 0.3
     split_seed = heads.split_seed if heads and heads.split_seed is not None else spec.seed
     train_idx, test_idx = stratified_split(y, fraction, split_seed)
-    ids = list(embeddings.ids)
+    ids = list(data.records.ids)
     split = {
         "test_fraction": fraction, "seed": split_seed, "n_train": int(train_idx.size),
         "n_test": int(test_idx.size),
         "train_fingerprint": _sha256_json([[ids[i], int(y[i])] for i in train_idx]),
         "test_fingerprint": _sha256_json([[ids[i], int(y[i])] for i in test_idx]),
     }
-    return Prepared(data, classes, y, train_idx, test_idx, ctx.embedding_fingerprint, split)
+    fingerprint = ctx.embedding_fingerprint if data.embeddings is not None else None
+    return Prepared(data, classes, y, train_idx, test_idx, fingerprint, split)
 
 
 def heads_dir(ctx: StudyContext) -> Path:
@@ -242,6 +252,10 @@ def _check_scorer(scorer: Scorer, data: Prepared, file: str, key: str) -> list[i
             f"(the classes) are {data.classes}; they must be the same names (for a Hugging "
             "Face checkpoint set config.id2label).", file=file, key=key)
     if scorer.input == "embeddings":
+        if data.embeddings is None:
+            raise UserError(f"head '{scorer.path}' scores embeddings, and this recipe has no "
+                            "model: to embed with; add the model the head was trained on.",
+                            file=file, key=key)
         dim = data.embeddings.X.shape[1]
         if int(scorer.config.get("input_dim", -1)) != dim:
             raise UserError(f"head '{scorer.path}' takes {scorer.config.get('input_dim')}-d "
@@ -260,9 +274,9 @@ def score_models(ctx: StudyContext, paths: list[Path], data: Prepared, key: str,
     cmp = ctx.recipe.compare
     file = ctx.file_of(key)
     test = data.test_idx
-    X = data.embeddings.X[test]
-    texts = [data.embeddings.texts[i] for i in test] if data.embeddings.texts else []
-    max_length = cmp.max_length or ctx.recipe.model.max_length
+    X = data.embeddings.X[test] if data.embeddings is not None else np.zeros((test.size, 0))
+    texts = [data.texts[i] for i in test]
+    max_length = cmp.max_length or (ctx.recipe.model.max_length if ctx.recipe.model else None)
     x_fp = hashlib.sha256(np.ascontiguousarray(X, dtype=np.float32).tobytes()).hexdigest()
     t_fp = _sha256_json({"texts": texts, "max_length": max_length})
     out: list[Scored] = []
@@ -379,7 +393,9 @@ def load_checkpoints(ctx: StudyContext) -> CheckpointData:
         raise UserError(f"the reference has {len(ref_paths)} model; the bootstrap and "
                         "leave-one-out critical values need at least 2.",
                         file=ctx.file_of("compare.reference"), key="compare.reference")
-    prepared = prepare(ctx)
+    # embed only when a head is among the models (checkpoints read the texts themselves)
+    heads = any(is_head(p) for p in [*ref_paths, *(p for v in cand_paths.values() for p in v)])
+    prepared = prepare(ctx, embed=heads)
     if cmp.test == "all":
         prepared.test_idx = np.arange(prepared.y.size)
 

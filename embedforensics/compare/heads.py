@@ -260,6 +260,15 @@ def load_hf_classifier(directory: str | Path) -> Scorer:
                   {"model_type": config.model_type, "classes": classes}, _load=load)
 
 
+def is_head(directory: Path) -> bool:
+    """Whether a folder holds a head saved by :func:`save_head` (it scores embeddings)."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == HEAD_FORMAT
+
+
 def is_checkpoint(directory: Path) -> bool:
     """Whether a folder looks like a saved head or a Hugging Face checkpoint."""
     return directory.is_dir() and (directory / "config.json").is_file()

@@ -116,7 +116,8 @@ def _one_model(group: str, scored: Any, data: Any, tr: np.ndarray, te: np.ndarra
 
     started = time.perf_counter()
     rows = np.concatenate([tr, te])
-    module, inputs = _module_inputs(scored, data.embeddings.X, data.embeddings.texts or [],
+    X = data.embeddings.X if data.embeddings is not None else None
+    module, inputs = _module_inputs(scored, X, data.texts,
                                     rows, max_length)
     try:
         kern = length_sorted_kernel(module, inputs, kind=spec.kind, params=spec.params,
@@ -180,7 +181,8 @@ def run_trntk(inputs: Any, spec: TrntkSpec) -> tuple[dict[str, Any], dict[str, A
     ctx, data = inputs.ctx, inputs.prepared
     test_idx = data.test_idx
     seed = ctx.recipe.seed if spec.seed is None else spec.seed
-    max_length = ctx.recipe.compare.max_length or ctx.recipe.model.max_length
+    max_length = ctx.recipe.compare.max_length or (
+        ctx.recipe.model.max_length if ctx.recipe.model else None)
     tr = stratified_sample(data.train_idx, data.y, spec.n_train, seed, 0x7A1)
     te = stratified_sample(test_idx, data.y, spec.n_test, seed, 0x7E5)
     if len(np.unique(data.y[tr])) < 2:
@@ -230,8 +232,8 @@ def _agreements(results: dict[str, list[ModelTrntk]], method: str) -> dict[str, 
 def _probe_entry(results: dict[str, list[ModelTrntk]], data: Any, tr: np.ndarray,
                  te: np.ndarray, spec: Any, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     classes = data.classes
-    texts = data.embeddings.texts or []
-    ids = list(data.embeddings.ids)
+    texts = data.texts
+    ids = list(data.ids)
     agree = _agreements(results, spec.agreement)
     n_te, n_tr = int(te.size), int(tr.size)
 

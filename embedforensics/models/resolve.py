@@ -113,7 +113,9 @@ def make_embedder(spec: ModelSpec, resolved: ResolvedModel) -> Embedder:
 
 def check_recipe_model(loaded: LoadedRecipe) -> None:
     """Validation of a recipe's model: its family locates it and checks its settings
-    (nothing is loaded, hashed or converted)."""
+    (nothing is loaded, hashed or converted). A recipe without a model has nothing here."""
+    if loaded.recipe.model is None:
+        return
     check_model_available(loaded.recipe.model, base_dir=Path(loaded.base_dir),
                           file=loaded.file_of("model.id"), key="model.id")
 
@@ -123,7 +125,7 @@ def check_model_sources(loaded: LoadedRecipe) -> None:
     image-text model). Nothing is loaded; a model that cannot be located is left to
     :func:`check_model_available`."""
     image_sources = _image_sources(loaded)
-    if not image_sources:
+    if not image_sources or loaded.recipe.model is None:
         return
     recipe = loaded.recipe
     try:

@@ -263,7 +263,12 @@ def _validation_error(exc: ValidationError, origins: dict[str, str], default_fil
     for err in exc.errors():
         loc = _clean_loc(err["loc"])
         key = _format_path(loc) or "<top level>"
-        line = f"{key}: {_describe({**err, 'loc': loc})}"
+        description = _describe({**err, 'loc': loc})
+        # a check across fields names its key first ("model: is required but missing ...")
+        named = re.match(r"([A-Za-z_][\w.\[\]]*): (.*)", description, re.S) if not loc else None
+        if named:
+            key, description = named.groups()
+        line = f"{key}: {description}"
         if line in seen:
             continue
         seen.add(line)

@@ -255,7 +255,9 @@ class Recipe(_Strict):
         "shown in the report next to the results.",
     )
     seed: int = 0
-    model: ModelSpec
+    model: ModelSpec | None = Field(
+        None, description="The embedding model; required unless the recipe only compares "
+        "checkpoints that read the texts themselves (no probes, no heads).")
     sources: list[SourceSpec] = Field(min_length=1)
     probes: list[ProbeSpec] = Field(default_factory=list)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -267,6 +269,17 @@ class Recipe(_Strict):
     def _probe_shorthand(cls, value: Any) -> Any:
         """Allow ``- pca`` as shorthand for ``- name: pca``."""
         return component_shorthand(value)
+
+    @model_validator(mode="after")
+    def _model_when_embedding(self) -> Recipe:
+        if self.model is None and (self.probes or self.heads is not None
+                                   or self.compare is None):
+            why = ("probes work on embeddings" if self.probes else "heads work on embeddings"
+                   if self.heads is not None else "the recipe compares no checkpoints")
+            raise ValueError(f"model: is required but missing ({why}; only a recipe that "
+                             "compares checkpoints reading the texts themselves may leave "
+                             "it out)")
+        return self
 
     @model_validator(mode="after")
     def _source_ids(self) -> Recipe:

@@ -70,7 +70,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     parts.append(f"<h1>{escape(r.recipe.name)}</h1>")
     if r.recipe.description:
         parts.append(f"<p>{escape(r.recipe.description)}</p>")
-    model = r.provenance.get("model", {})
+    model = r.provenance.get("model") or {"id": "none (the checkpoints read the texts)"}
     parts.append(
         f"<p class=muted>Model <b>{escape(str(model.get('id')))}</b> · "
         f"{r.data.n} {row_noun(r)} · labels: "

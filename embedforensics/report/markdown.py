@@ -19,7 +19,7 @@ def _table(columns: list, rows: list[list]) -> list[str]:
 
 def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     r = results
-    model = r.provenance.get("model", {})
+    model = r.provenance.get("model") or {"id": "none (the checkpoints read the texts)"}
     out = [f"# {r.recipe.name}", ""]
     if r.recipe.description:
         out += [r.recipe.description, ""]

@@ -51,10 +51,11 @@ _VERSIONED = ("embedforensics", "torch", "transformers", "datasets", "accelerate
 
 @dataclass
 class StudyData:
-    """The records of every source and their embeddings (rows in record order)."""
+    """The records of every source and their embeddings (rows in record order; None when
+    the command needs no embedding, e.g. comparing checkpoints that read the texts)."""
 
     records: Records
-    embeddings: EmbeddingSet
+    embeddings: EmbeddingSet | None
 
 
 def embed_records_of(ctx: StudyContext, records: Records, *, mmap_bytes: int | None = None,
@@ -72,11 +73,14 @@ def embed_records_of(ctx: StudyContext, records: Records, *, mmap_bytes: int | N
     return embeddings
 
 
-def load_data(ctx: StudyContext, *, mmap_bytes: int | None = None,
-              assemble: bool = True) -> StudyData:
-    """Load the sources and embed them (timed as ``sources`` and ``embed``)."""
+def load_data(ctx: StudyContext, *, mmap_bytes: int | None = None, assemble: bool = True,
+              embed: bool = True) -> StudyData:
+    """Load the sources and embed them (timed as ``sources`` and ``embed``); ``embed=False``
+    (or a recipe without a model) stops after the sources."""
     with ctx.timed("sources"):
         records = load_sources(ctx.loaded, use_cache=ctx.use_cache)
+    if not embed or ctx.recipe.model is None:
+        return StudyData(records, None)
     with ctx.timed("embed"):
         embeddings = embed_records_of(ctx, records, mmap_bytes=mmap_bytes, assemble=assemble)
     return StudyData(records, embeddings)
@@ -173,7 +177,8 @@ def length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, floa
 def data_summary(data: StudyData) -> DataOut:
     """The ``data`` part of results.json: counts, per-source stats and surface warnings."""
     records = data.records
-    per_source = data.embeddings.provenance["embedding"]["per_source"]
+    per_source = (data.embeddings.provenance["embedding"]["per_source"]
+                  if data.embeddings is not None else {})
     out = DataOut(
         n=len(records), counts_by_label=records.counts_by_label(),
         sources=[SourceOut(id=s.source_id, label=s.label, rows=len(s), fingerprint=s.fingerprint,
@@ -189,9 +194,10 @@ def assemble_results(ctx: StudyContext, data: StudyData, results: list[AnalysisR
     """The one ``results.json`` object of every command: recipe, data, analysis results,
     provenance (model, embedding, versions, git commits, platform, command, cache) and
     timings."""
-    cache_dir = data.embeddings.provenance["embedding"]["cache_dir"]
+    cache_dir = None if ctx.cache_root is None else str(ctx.cache_root)
     provenance = {
-        **data.embeddings.provenance,
+        **(data.embeddings.provenance if data.embeddings is not None
+           else {"model": None, "embedding": None}),
         "seed": ctx.recipe.seed,
         "versions": package_versions(),
         "git_commit": git_commit(Path(__file__).parent),
@@ -215,7 +221,7 @@ def default_output_dir(ctx: StudyContext, configured: str | None, default: str) 
     return Path(default)
 
 
-def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet,
+def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet | None,
                   out_dir: Path) -> Path:
     """Write the reports, then ``results.json`` once, atomically, with the report timing."""
     results.provenance["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
@@ -235,7 +241,7 @@ class RunResults:
     reports went."""
 
     results: Results
-    embeddings: EmbeddingSet
+    embeddings: EmbeddingSet | None
     output_dir: Path | None
 
     def __getitem__(self, key: str) -> Any:
