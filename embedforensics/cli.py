@@ -171,6 +171,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"# override: {override}", file=sys.stderr)
     if loaded.recipe.model is None:  # a compare-only recipe: nothing is embedded
         sys.stdout.write(dump_recipe(loaded.recipe))
+        _print_power_warnings(loaded.recipe)
         print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, no embedding "
               "model)", file=sys.stderr)
         return 0
@@ -180,12 +181,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     model, auto = effective_spec(loaded.recipe.model, resolved,
                                  file=loaded.file_of("model.pooling"))
     sys.stdout.write(dump_recipe(loaded.recipe.model_copy(update={"model": model})))
+    _print_power_warnings(loaded.recipe)
     if auto:
         print(f"# model family '{resolved.family}' set: "
               + ", ".join(f"{k}={v!r}" for k, v in auto.items()), file=sys.stderr)
     print(f"# {args.recipe}: valid ({len(loaded.recipe.sources)} sources, "
           f"{len(loaded.recipe.probes)} probes)", file=sys.stderr)
     return 0
+
+
+def _print_power_warnings(recipe) -> None:
+    """Comparison methods that cannot reject with the recipe's reference ensemble."""
+    from embedforensics.compare.power import recipe_warnings
+
+    for warning in recipe_warnings(recipe):
+        print(f"# warning: {warning}", file=sys.stderr)
 
 
 EXPORT_MMAP_BYTES = 64 << 20

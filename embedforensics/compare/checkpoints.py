@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from embedforensics.compare.heads import Scorer, is_checkpoint, is_head, load_scorer
+from embedforensics.compare.power import assess
 from embedforensics.engine.cache import EmbeddingCache, cache_key
 from embedforensics.errors import UserError, did_you_mean
 from embedforensics.recipe.compare_spec import OutputsSpec
@@ -398,6 +399,11 @@ def load_checkpoints(ctx: StudyContext) -> CheckpointData:
     prepared = prepare(ctx, embed=heads)
     if cmp.test == "all":
         prepared.test_idx = np.arange(prepared.y.size)
+    for method in cmp.methods:  # say so before the (slow) scoring
+        power = assess(method, n_reference=len(ref_paths), n_test=prepared.test_idx.size,
+                       level=cmp.level)
+        if power.can_reject is False:
+            log.warning("compare: %s; the report says so.", power.reason)
 
     soft_dir = ctx.cache_dir("soft-outputs")
     cache = EmbeddingCache(soft_dir) if soft_dir is not None else None
@@ -423,6 +429,7 @@ def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
             one = analysis.run(inputs)
         outcome.results += one.results
         outcome.failures += one.failures
+        outcome.warnings += one.warnings
         compare_prov.update(one.provenance)
 
     y = inputs.y_test

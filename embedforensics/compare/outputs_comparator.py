@@ -25,6 +25,7 @@ from embedforensics.compare.checkpoints import (
     soft_outputs,
     softmax,
 )
+from embedforensics.compare.power import MethodPower, assess
 from embedforensics.errors import UserError
 from embedforensics.recipe.compare_spec import OutputsSpec
 from embedforensics.results import AnalysisResult
@@ -50,24 +51,33 @@ class OutputsComparator(Comparator):
                             key="compare.soft_output") from None
         ref_pred = np.stack([s.logits.argmax(1) for s in inputs.reference])
         ref_summary, ref_cal = _reference_summary(inputs.reference, y, cmp)
+        M, n = len(inputs.reference), int(y.size)
+        # a method that cannot reject with this M (leave-one-out's rank) is not computed
+        power = {m: assess(m, n_reference=M, n_test=n, level=cmp.level) for m in cmp.methods}
+        computed = [m for m in cmp.methods if power[m].can_reject is not False]
         results = []
         per_model: dict[str, list[dict[str, Any]]] = {}
         for name, scored in inputs.candidates.items():
             evals = [_evaluate(s, soft_outputs(s.logits, y, cmp.soft_output), ref_soft,
-                               ref_pred, y, cmp, ctx.recipe.seed) for s in scored]
-            results.append(AnalysisResult(**_group_entry(name, evals, ref_summary, cmp,
-                                                         int(y.size), ref_cal)))
+                               ref_pred, y, cmp, ctx.recipe.seed, computed) for s in scored]
+            for m in computed:  # the critical value depends on the reference only
+                power[m] = assess(m, n_reference=M, n_test=n, level=cmp.level,
+                                  critical_value=evals[0]["alpha"][m].critical_value)
+            results.append(AnalysisResult(**_group_entry(name, evals, ref_summary, cmp, n,
+                                                         ref_cal, power)))
             per_model[name] = [{"model": e["path"], "seed": e["seed"],
                                 "alpha_hat": {m: r.to_dict() for m, r in e["alpha"].items()},
                                 "accuracy": e["accuracy"].to_dict(),
                                 "churn": e["churn"].to_dict(),
                                 "calibration": e["calibration"].to_dict()} for e in evals]
-        return Outcome(results, provenance={"reference_summary": ref_summary,
-                                            "per_model": per_model})
+        warnings = [f"compare: {p.reason}." for p in power.values() if p.can_reject is False]
+        return Outcome(results, provenance={
+            "reference_summary": ref_summary, "per_model": per_model,
+            "power": {m: p.to_dict() for m, p in power.items()}}, warnings=warnings)
 
 
 def _evaluate(scored: Scored, soft: np.ndarray, ref_soft: np.ndarray, ref_pred: np.ndarray,
-              y: np.ndarray, cmp: Any, seed: int) -> dict[str, Any]:
+              y: np.ndarray, cmp: Any, seed: int, methods: list[str]) -> dict[str, Any]:
     from embedforensics.compare import (
         accuracy,
         alpha_hat,
@@ -77,7 +87,7 @@ def _evaluate(scored: Scored, soft: np.ndarray, ref_soft: np.ndarray, ref_pred: 
 
     pred = scored.logits.argmax(axis=1)
     alphas = {}
-    for method in cmp.methods:
+    for method in methods:
         try:
             res = alpha_hat(soft, ref_soft, level=cmp.level, method=method,
                             n_bootstrap=cmp.n_bootstrap, seed=seed)
@@ -145,11 +155,25 @@ def _reliability_plot(ev: dict[str, Any], ref_cal: Any, group: str) -> dict[str,
 
 
 def _group_entry(name: str, evals: list[dict[str, Any]], ref_summary: dict[str, Any],
-                 cmp: Any, n_test: int, ref_cal: Any) -> dict[str, Any]:
+                 cmp: Any, n_test: int, ref_cal: Any, power: dict[str, MethodPower]
+                 ) -> dict[str, Any]:
     k = len(evals)
     methods = list(cmp.methods)
+    computed = [m for m in methods if m in evals[0]["alpha"]]
+    able = [m for m in computed if power[m].can_reject]
     metrics: dict[str, Any] = {}
     for method in methods:
+        if not power[method].can_reject:  # its α̂ and "flagged" would say nothing
+            why = power[method].reason
+            metrics[f"alpha_hat_{method}"] = {
+                "value": None, "n": k, "method": "cannot reject here",
+                "description": f"α̂ ({method}, level {cmp.level}) not reported: it cannot "
+                               f"reject here ({why})"}
+            metrics[f"flagged_{method}"] = {
+                "value": None, "n": k, "method": "cannot reject here",
+                "description": f"fraction flagged ({method}) not reported: it cannot reject "
+                               f"here ({why})"}
+            continue
         values = [e["alpha"][method].alpha_hat for e in evals]
         flagged = [e["alpha"][method].alpha_hat > 0 for e in evals]
         metrics[f"alpha_hat_{method}"] = _metric(
@@ -182,13 +206,19 @@ def _group_entry(name: str, evals: list[dict[str, Any]], ref_summary: dict[str, 
                              "expected calibration error of the softmax top-label confidence")
     metrics["reference_ece"] = ref_summary["ece"]
 
-    first = methods[-1]
+    # the headline method: the last listed one that can reject (none: say so first)
+    first = able[-1] if able else (computed[-1] if computed else None)
     rows = []
     for e in evals:
         row: list[Any] = [e["name"], e["seed"]]
         for method in methods:
-            res = e["alpha"][method]
-            row += [res.alpha_hat, "yes" if res.alpha_hat > 0 else "no", res.p_value_at_zero]
+            res = e["alpha"].get(method)
+            if res is None:
+                row += ["n/a", "n/a (cannot reject)", "n/a"]
+                continue
+            flag = ("yes" if res.alpha_hat > 0 else "no") if power[method].can_reject \
+                else "n/a (cannot reject)"
+            row += [res.alpha_hat, flag, res.p_value_at_zero]
         a, c = e["accuracy"], e["churn"]
         row += [a.accuracy, f"{a.ci_low:.3f}–{a.ci_high:.3f}", c.against_majority, c.mean,
                 f"{c.min:.3f}–{c.max:.3f}", e["calibration"].ece]
@@ -200,18 +230,33 @@ def _group_entry(name: str, evals: list[dict[str, Any]], ref_summary: dict[str, 
                 "churn vs refs (min–max)", "ECE"]
     crit_rows = [[m, evals[0]["alpha"][m].critical_value, evals[0]["alpha"][m].threshold,
                   cmp.level, evals[0]["alpha"][m].n, evals[0]["alpha"][m].m,
-                  evals[0]["alpha"][m].n_bootstrap] for m in methods]
-    order = np.argsort([e["alpha"][first].alpha_hat for e in evals], kind="stable")
-    median_ev = evals[int(order[(k - 1) // 2])]
-    flagged_frac = metrics[f"flagged_{first}"]["value"]
-    others = ", ".join(f"{m} {metrics[f'alpha_hat_{m}']['value']:.3f}" for m in methods
-                       if m != first)
-    summary = (
-        f"{name}: median α̂ {metrics[f'alpha_hat_{first}']['value']:.3f} ({first}"
-        + (f"; {others}" if others else "")
-        + f"), {flagged_frac:.0%} of {k} candidates flagged at level {cmp.level}; accuracy "
-        f"{med_acc:.3f} vs reference {ref_summary['accuracy']['value']:.3f}; churn vs majority "
-        f"{metrics['churn_vs_majority']['value']:.3f}.")
+                  evals[0]["alpha"][m].n_bootstrap,
+                  "yes" if power[m].can_reject else "no"] for m in computed]
+    crit_rows += [[m, None, None, cmp.level, n_test, None, None, "no"]
+                  for m in methods if m not in computed]
+    rest = (f"accuracy {med_acc:.3f} vs reference {ref_summary['accuracy']['value']:.3f}; churn "
+            f"vs majority {metrics['churn_vs_majority']['value']:.3f}")
+    plots = []
+    if able:
+        order = np.argsort([e["alpha"][first].alpha_hat for e in evals], kind="stable")
+        median_ev = evals[int(order[(k - 1) // 2])]
+        flagged_frac = metrics[f"flagged_{first}"]["value"]
+        others = ", ".join(f"{m} {metrics[f'alpha_hat_{m}']['value']:.3f}" if m in able
+                           else f"{m} cannot reject here" for m in methods if m != first)
+        summary = (
+            f"{name}: median α̂ {metrics[f'alpha_hat_{first}']['value']:.3f} ({first}"
+            + (f"; {others}" if others else "")
+            + f"), {flagged_frac:.0%} of {k} candidates flagged at level {cmp.level}; {rest}.")
+        plots.append(_ecdf_plot(median_ev, first, name))
+    else:
+        M = next(iter(power.values())).n_reference
+        median_ev = evals[(k - 1) // 2]
+        summary = (f"{name}: no chosen method can reject at level {cmp.level} with "
+                   f"{M} reference models and {n_test} test points "
+                   f"({', '.join(methods)}; see the critical values), so α̂ cannot flag any "
+                   f"of the {k} candidates — use more reference seeds; {rest}.")
+        if first is not None:
+            plots.append(_ecdf_plot(median_ev, first, name))
     return {
         "probe": f"compare-{name}", "summary": summary,
         "params": {"candidates": k, "methods": methods, "level": cmp.level,
@@ -221,10 +266,9 @@ def _group_entry(name: str, evals: list[dict[str, Any]], ref_summary: dict[str, 
         "tables": {"candidates": {"columns": columns, "rows": rows},
                    "critical_values": {"columns": ["method", "critical value (scaled)",
                                                    "threshold τ (distance)", "level", "n", "m",
-                                                   "bootstrap replicates"],
+                                                   "bootstrap replicates", "can reject"],
                                        "rows": crit_rows}},
-        "plots": [_ecdf_plot(median_ev, first, name),
-                  _reliability_plot(median_ev, ref_cal, name)],
+        "plots": [*plots, _reliability_plot(median_ev, ref_cal, name)],
     }
 
 

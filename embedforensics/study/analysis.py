@@ -44,12 +44,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outcome:
     """What running one analysis produced: results (in report order), a provenance block
-    merged into ``results.json``'s provenance, and the failure messages of results that
-    carry an ``error`` (the run ends with a non-zero exit after the reports are written)."""
+    merged into ``results.json``'s provenance, the failure messages of results that carry
+    an ``error`` (the run ends with a non-zero exit after the reports are written), and
+    warnings the report shows first (``data.warnings``)."""
 
     results: list[AnalysisResult] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class NoParams(BaseModel):

@@ -268,6 +268,7 @@ def finish(ctx: StudyContext, data: StudyData, outcome: Outcome, *, out_dir: Pat
     """Assemble the results, write them to ``out_dir`` (None: write nothing), and raise
     :class:`AnalysisFailures` afterwards if any analysis failed."""
     results = assemble_results(ctx, data, outcome.results, extra_provenance)
+    results.data.warnings = [*outcome.warnings, *results.data.warnings]
     if out_dir is not None:
         write_outputs(ctx, results, data.embeddings, out_dir)
     run_results = RunResults(results, data.embeddings, out_dir)
