@@ -29,13 +29,20 @@ def _fail(owner: str, message: str) -> None:
     raise AssertionError(f"{owner}: {message}")
 
 
-def _check_description(cls: type) -> None:
+def _check_plugin_class(cls: type, base: type) -> str:
+    """The checks every plug-in class passes: its base, a registry name, a description.
+    Returns the name to use in messages."""
     from embedforensics.registry import describe
 
-    text = describe(cls)
-    if not text:
-        _fail(cls.__name__, "needs a description (class attribute or docstring) for "
-                            "'embedforensics ls'")
+    owner = cls.__name__
+    if not issubclass(cls, base):
+        _fail(owner, f"must subclass {base.__module__}.{base.__name__}")
+    if not cls.name:
+        _fail(owner, "needs a registry name (class attribute 'name')")
+    if not describe(cls):
+        _fail(owner, "needs a description (class attribute or docstring) for "
+                     "'embedforensics ls'")
+    return owner
 
 
 def check_result(owner: str, result: Any, *, n_rows: int | None = None) -> None:
@@ -82,12 +89,7 @@ def check_probe(cls: type, **params: Any) -> None:
 
     from embedforensics.probes.base import Probe, ProbeParameterError
 
-    owner = cls.__name__
-    if not issubclass(cls, Probe):
-        _fail(owner, "must subclass embedforensics.probes.base.Probe")
-    if not cls.name:
-        _fail(owner, "needs a registry name (class attribute 'name')")
-    _check_description(cls)
+    owner = _check_plugin_class(cls, Probe)
     probe = cls(**params)
     names = set(probe.get_params())
     if names != set(cls._param_specs):
@@ -135,12 +137,7 @@ def check_comparator(cls: type, inputs: Any | None = None, **params: Any) -> Non
     :class:`~embedforensics.study.analysis.Outcome` of valid, JSON-ready results."""
     from embedforensics.study.analysis import Comparator, Outcome
 
-    owner = cls.__name__
-    if not issubclass(cls, Comparator):
-        _fail(owner, "must subclass embedforensics.study.analysis.Comparator")
-    if not cls.name:
-        _fail(owner, "needs a registry name (class attribute 'name')")
-    _check_description(cls)
+    owner = _check_plugin_class(cls, Comparator)
     cls.validate_params(params)
     try:
         cls.validate_params({**params, "surely_not_a_parameter": 1}, key="compare.x")
