@@ -6,6 +6,9 @@
 * :func:`trntk_kernel` — trace-NTK / pNTK / conjugate / embedding kernels (Engel et al.,
   arXiv 2305.14585), exact or randomly projected; :mod:`.kglm` fits kernel-GLM surrogates,
   measures their faithfulness and compares kernel attributions of two models.
+* :func:`linear_cka`, :func:`rbf_cka`, :func:`svcca`, :func:`pwcca`,
+  :func:`procrustes_distance`, :class:`MinibatchCKA` — representational similarity of two
+  models' hidden states on the same inputs (:mod:`.representations`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ _EXPORTS = {
     "AttributionAgreement": "embedforensics.compare.kglm",
     "CalibrationResult": "embedforensics.compare.metrics",
     "ChurnResult": "embedforensics.compare.metrics",
+    "DEFAULT_RBF_MAX_ROWS": "embedforensics.compare.representations",
     "FaithfulnessResult": "embedforensics.compare.kglm",
     "HFClassifierLogits": "embedforensics.compare.trntk",
     "KernelGLM": "embedforensics.compare.kglm",
+    "MinibatchCKA": "embedforensics.compare.representations",
     "TrimmedFit": "embedforensics.compare.alpha_hat",
     "accuracy": "embedforensics.compare.metrics",
     "alpha_hat": "embedforensics.compare.alpha_hat",
@@ -43,13 +48,20 @@ _EXPORTS = {
     "gradient_features": "embedforensics.compare.trntk",
     "kernel_contributions": "embedforensics.compare.kglm",
     "leave_one_out_critical_value": "embedforensics.compare.alpha_hat",
+    "linear_cka": "embedforensics.compare.representations",
     "majority_vote": "embedforensics.compare.metrics",
+    "minibatch_linear_cka": "embedforensics.compare.representations",
     "naive_trntk_kernel": "embedforensics.compare.trntk",
     "network_probabilities": "embedforensics.compare.kglm",
     "optimal_trimming": "embedforensics.compare.alpha_hat",
+    "procrustes_distance": "embedforensics.compare.representations",
     "projection_error": "embedforensics.compare.trntk",
+    "pwcca": "embedforensics.compare.representations",
+    "rbf_bandwidth": "embedforensics.compare.representations",
+    "rbf_cka": "embedforensics.compare.representations",
     "reliability_bins": "embedforensics.compare.metrics",
     "select_parameters": "embedforensics.compare.trntk",
+    "svcca": "embedforensics.compare.representations",
     "trimmed_ks_curve": "embedforensics.compare.alpha_hat",
     "trimmed_ks_distance": "embedforensics.compare.alpha_hat",
     "trntk_kernel": "embedforensics.compare.trntk",
