@@ -9,7 +9,8 @@ subsample, so the same recipe and seed give bit-identical weights on the same ma
 A head is saved as ``model.safetensors`` + ``config.json`` (kind, dimensions, classes,
 training settings, seed, fingerprints of the training data and the embedding model).
 :func:`load_scorer` loads either such a folder or a fine-tuned Hugging Face
-``AutoModelForSequenceClassification`` checkpoint (scored on texts with its own tokenizer);
+``AutoModelForSequenceClassification`` checkpoint in any common format (scored on texts;
+see :mod:`embedforensics.compare.hf_checkpoints` for the formats and the tokenizer rule);
 both return a :class:`Scorer` whose ``logits`` are ``[n, C]`` with columns in the order of
 ``scorer.classes``.
 """
@@ -28,7 +29,6 @@ from embedforensics.errors import UserError
 from embedforensics.fileio import atomic_write, file_sha256
 
 HEAD_FORMAT = "embedforensics-head-v1"
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def files_fingerprint(*paths: Path) -> str:
@@ -169,8 +169,9 @@ class Scorer:
     """A loaded model that returns logits ``[n, C]`` (columns in ``classes`` order).
 
     ``input`` says what it scores: ``"embeddings"`` (a head) or ``"texts"`` (a Hugging Face
-    checkpoint, which tokenizes with its own tokenizer). ``fingerprint`` is the sha256 of its
-    weights and config files, used for the soft-output cache key.
+    checkpoint, which tokenizes the texts). ``fingerprint`` is the sha256 of the files that
+    make its function (weights, config, and for a checkpoint its tokenizer and adapter
+    files), used for the soft-output cache key.
     """
 
     path: Path
@@ -231,35 +232,6 @@ def load_head(directory: str | Path) -> Scorer:
                   config, module)
 
 
-def load_hf_classifier(directory: str | Path) -> Scorer:
-    """Load a fine-tuned ``AutoModelForSequenceClassification`` checkpoint folder.
-
-    Its classes are ``config.id2label`` in id order (the logit columns).
-    """
-    from transformers import AutoConfig
-
-    path = Path(directory)
-    config = AutoConfig.from_pretrained(str(path))  # no weights yet: see Scorer.logits
-    id2label = {int(k): str(v) for k, v in config.id2label.items()}
-    classes = [id2label[i] for i in range(len(id2label))]
-    weights = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
-    fingerprint = files_fingerprint(*weights, path / "config.json")
-
-    def load() -> tuple[Any, Any]:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(path))
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"cannot load '{path}' as a sequence-classification checkpoint: "
-                            f"{str(exc).splitlines()[0]}") from None
-        return model.eval(), tokenizer
-
-    return Scorer(path, "hf-sequence-classification", classes, fingerprint, "texts",
-                  {"model_type": config.model_type, "classes": classes}, _load=load)
-
-
 def is_head(directory: Path) -> bool:
     """Whether a folder holds a head saved by :func:`save_head` (it scores embeddings)."""
     try:
@@ -270,29 +242,30 @@ def is_head(directory: Path) -> bool:
 
 
 def is_checkpoint(directory: Path) -> bool:
-    """Whether a folder looks like a saved head or a Hugging Face checkpoint."""
-    return directory.is_dir() and (directory / "config.json").is_file()
+    """Whether a folder looks like a saved head or a Hugging Face checkpoint: a
+    ``config.json`` (heads, full and sharded checkpoints) or a PEFT ``adapter_config.json``.
+    Which weights it holds is checked when it is loaded, so a folder with a config but no
+    weights is reported rather than silently skipped."""
+    return directory.is_dir() and ((directory / "config.json").is_file()
+                                   or (directory / "adapter_config.json").is_file())
 
 
 def load_scorer(directory: str | Path, *, file: str | None = None, key: str | None = None
                 ) -> Scorer:
-    """Load a head folder or a Hugging Face classifier checkpoint as a :class:`Scorer`."""
+    """Load a head folder or a Hugging Face classifier checkpoint (any format of
+    :mod:`embedforensics.compare.hf_checkpoints`) as a :class:`Scorer`.
+
+    ``directory`` may be a :class:`~embedforensics.compare.hf_checkpoints.CheckpointPath`
+    from ``resolve_models``, which carries the recipe's base model and ``model:`` for
+    checkpoints without tokenizer files.
+    """
     path = Path(directory)
     if not is_checkpoint(path):
-        raise UserError(f"'{path}' is not a checkpoint folder (no config.json).",
-                        file=file, key=key)
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read '{path / 'config.json'}': {exc}.", file=file,
-                        key=key) from None
-    if config.get("format") == HEAD_FORMAT:
+        raise UserError(f"'{path}' is not a checkpoint folder (no config.json or "
+                        "adapter_config.json).", file=file, key=key)
+    if is_head(path):
         return load_head(path)
-    if not any((path / f).is_file() for f in _WEIGHT_FILES):
-        raise UserError(f"'{path}' has a config.json but no model.safetensors or "
-                        "pytorch_model.bin.", file=file, key=key)
-    try:
-        return load_hf_classifier(path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"cannot load '{path}' as a sequence-classification checkpoint: "
-                        f"{str(exc).splitlines()[0]}", file=file, key=key) from None
+    # imported here: hf_checkpoints builds on this module's Scorer
+    from embedforensics.compare.hf_checkpoints import load_hf_checkpoint
+
+    return load_hf_checkpoint(directory, file=file, key=key)
