@@ -218,13 +218,27 @@ def resolve_models(ctx: StudyContext, ref: str | list[str], key: str, *,
                 raise UserError(f"heads group '{item}' has no trained heads in '{folder}'; "
                                 "run 'embedforensics heads train' on this recipe first.",
                                 file=file, key=key)
-        elif _GLOB_CHARS & set(item) or (base_dir / item).exists():
-            pattern = str(Path(item).expanduser()) if Path(item).expanduser().is_absolute() \
-                else str(base_dir / item)
-            found = sorted(Path(p) for p in glob.glob(pattern) if is_checkpoint(Path(p)))
-            if not found:
-                raise UserError(f"'{item}' matches no checkpoint folder (a folder with a "
-                                f"config.json; looked for {pattern}).", file=file, key=key)
+        elif item.startswith("hub:") or _GLOB_CHARS & set(item) or (base_dir / item).exists():
+            # checkpoint folders in any format, or hub:org/name@revision from the HF cache
+            from embedforensics.compare import hf_checkpoints as hf
+
+            hints = hf.recipe_hints(ctx)
+            if hf.is_hub_reference(item):
+                found = [hf.resolve_hub_checkpoint(item, hints, file=file, key=key)]
+            else:
+                pattern = str(Path(item).expanduser()) \
+                    if Path(item).expanduser().is_absolute() else str(base_dir / item)
+                found = sorted(hf.checkpoint_path(p, hints) for p in glob.glob(pattern)
+                               if is_checkpoint(Path(p)))
+                if not found:
+                    hub = f"; for a hub model write 'hub:{item}@REVISION'" \
+                        if item.count("/") == 1 and not (_GLOB_CHARS - {"/"}) & set(item) \
+                        else ""
+                    raise UserError(f"'{item}' matches no checkpoint folder (a folder with a "
+                                    "config.json or adapter_config.json; looked for "
+                                    f"{pattern}){hub}.", file=file, key=key)
+            if require_trained:  # every checkpoint has a tokenizer; say which are borrowed
+                hf.announce_tokenizers(found, file=file, key=key)
         else:
             hint = did_you_mean(item, groups)
             known = f"; heads groups: {', '.join(groups)}" if groups else \

@@ -166,11 +166,17 @@ class CompareSpec(OutputsSpec):
     """A reference ensemble, candidate models, and how to compare them.
 
     A model reference is a ``heads`` group name, or one or more globs of checkpoint folders
-    (saved heads, or fine-tuned ``AutoModelForSequenceClassification`` checkpoints),
-    relative to the recipe.
+    (saved heads, or fine-tuned ``AutoModelForSequenceClassification`` checkpoints: single
+    or sharded safetensors, ``pytorch_model.bin``, PEFT adapters, ``Trainer``
+    ``checkpoint-N`` folders), relative to the recipe, or ``hub:org/name@revision`` for a
+    model in the local Hugging Face cache (read offline; the revision defaults to main).
     """
 
     reference: ModelRef = Field(description="Group name or glob(s): the reference ensemble.")
+    base_model: str | None = Field(
+        None, description="The model the checkpoints were fine-tuned from (a folder, or a hub "
+        "id in the local cache): the base of PEFT adapters (over their adapter_config.json) "
+        "and the tokenizer of checkpoints saved without one (before the recipe's model).")
     candidates: dict[str, ModelRef] = Field(
         min_length=1, description="Candidate group name → heads group name or glob(s).")
     test: Literal["split", "all"] = Field(
