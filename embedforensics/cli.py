@@ -1,4 +1,5 @@
-"""The ``embedforensics`` command: run | validate | embed | heads train | compare | ls | env.
+"""The ``embedforensics`` command: run | validate | embed | heads train | finetune train |
+compare | ls | env.
 
 User mistakes are printed as one sentence naming the file and key, with exit code 2;
 ``--debug`` shows the traceback instead. Bugs in embedforensics exit with code 1 and a
@@ -76,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     recipe_args(p_train)
     p_train.add_argument("--no-cache", action="store_true", help="do not read or write the "
                                                                  "embedding cache")
+
+    p_ft = sub.add_parser("finetune", help="fine-tune Hugging Face models over seeds (for "
+                                         "'compare'; multi-GPU: 'accelerate launch -m "
+                                         "embedforensics finetune train ...')")
+    ft_sub = p_ft.add_subparsers(dest="finetune_command", required=True, metavar="ACTION")
+    p_ft_train = ft_sub.add_parser("train", parents=[common],
+                                   help="fine-tune the recipe's finetune groups over their "
+                                        "seeds (one checkpoint per seed)")
+    recipe_args(p_ft_train)
+    p_ft_train.add_argument("--no-cache", action="store_true", help="do not read or write "
+                                                                    "the embedding cache")
 
     p_cmp = sub.add_parser("compare", help="compare candidate checkpoints with a reference "
                                            "ensemble (α̂, accuracy, churn, calibration)")
@@ -231,6 +243,22 @@ def _cmd_heads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from embedforensics.engine.distributed import accelerate_state, launched
+    from embedforensics.runner import finetune
+
+    main_process = not launched() or accelerate_state().is_main_process
+    if not main_process:
+        logging.getLogger().setLevel(logging.WARNING)  # one process reports
+    dirs = finetune(args.recipe, overrides=args.overrides, use_cache=not args.no_cache,
+                    progress=not args.quiet and main_process)
+    if main_process:
+        groups = sorted({d.parent for d in dirs})
+        print(f"Fine-tuned or reused {len(dirs)} checkpoints in {len(groups)} groups: "
+              + ", ".join(f"{g} ({sum(d.parent == g for d in dirs)})" for g in groups))
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from embedforensics.runner import compare
 
@@ -303,7 +331,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "validate": _cmd_validate, "embed": _cmd_embed, "ls": _cmd_ls,
-             "env": _cmd_env, "heads": _cmd_heads, "compare": _cmd_compare,
+             "env": _cmd_env, "heads": _cmd_heads, "finetune": _cmd_finetune,
+             "compare": _cmd_compare,
              "models": _cmd_models}
 
 

@@ -130,6 +130,8 @@ CHECKS.add("probes", "embedforensics.probes.base:check_recipe_probes",
            "Probe names, parameters, run options and the labels each probe needs.")
 CHECKS.add("comparators", "embedforensics.study.analysis:check_recipe_comparators",
            "compare.comparators names and parameters.")
+CHECKS.add("finetune", "embedforensics.compare.finetune:check_recipe_finetune",
+           "finetune: groups' base models can be located and have the blocks 'train' names.")
 CHECKS.add("model_sources", "embedforensics.models.resolve:check_model_sources",
            "The model's family accepts the sources (images need an image-text model).")
 

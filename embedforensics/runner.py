@@ -1,4 +1,5 @@
-"""The Python API of the commands: ``run``, ``embed``, ``train_heads`` and ``compare``.
+"""The Python API of the commands: ``run``, ``embed``, ``train_heads``, ``finetune`` and
+``compare``.
 
 Each is a thin entry into the one study pipeline (:mod:`embedforensics.study.pipeline`):
 it opens a :class:`~embedforensics.study.context.StudyContext` for the recipe and runs the
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 ProbeFailures = AnalysisFailures  # the name earlier releases raised
 
 __all__ = ["AnalysisFailures", "ProbeFailures", "RunResults", "compare", "embed",
-           "git_commit", "layer_order", "package_versions", "records_meta", "run",
+           "finetune", "git_commit", "layer_order", "package_versions", "records_meta", "run",
            "train_heads"]
 
 
@@ -71,6 +72,18 @@ def train_heads(recipe: LoadedRecipe | str | Path, *, overrides: list[str] | Non
     ctx = StudyContext.open(recipe, overrides=overrides, use_cache=use_cache,
                             progress=progress)
     return _train(ctx)
+
+
+def finetune(recipe: LoadedRecipe | str | Path, *, overrides: list[str] | None = None,
+             use_cache: bool | None = None, progress: bool = True) -> list[Path]:
+    """Fine-tune every ``finetune:`` group over its seeds; returns the checkpoint folders
+    (``<dir>/<group>/seed-NNNN``). Under ``accelerate launch`` every process calls this and
+    the main one writes."""
+    from embedforensics.compare.finetune import train_finetunes
+
+    ctx = StudyContext.open(recipe, overrides=overrides, use_cache=use_cache,
+                            progress=progress)
+    return train_finetunes(ctx)
 
 
 def compare(recipe: LoadedRecipe | str | Path, *, output: str | Path | None = None,

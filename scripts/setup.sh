@@ -45,7 +45,7 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
   $PIP install "torch==2.14.1" "torchvision==0.29.1"
 fi
 extras="bundled"
-[ "$WITH_TEST" = 1 ] && extras="$extras,clip,decoder,test"  # everything the tests exercise
+[ "$WITH_TEST" = 1 ] && extras="$extras,clip,decoder,finetune,test"  # everything the tests exercise
 [ "$WITH_DECODER" = 1 ] && [ "$WITH_TEST" = 0 ] && extras="$extras,decoder"
 echo "setup: installing embedforensics[$extras]" >&2
 $PIP install -e ".[$extras]"

@@ -136,6 +136,13 @@ def heads_dir(ctx: StudyContext) -> Path:
                               f"runs/{ctx.recipe.name}/heads")
 
 
+def finetune_dir(ctx: StudyContext) -> Path:
+    """``finetune.dir`` (relative to the recipe) or ``runs/<name>/finetune``."""
+    finetune = ctx.recipe.finetune
+    return default_output_dir(ctx, finetune.dir if finetune else None,
+                              f"runs/{ctx.recipe.name}/finetune")
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -200,23 +207,31 @@ def _same_head(out: Path, config: dict[str, Any]) -> bool:
 
 def resolve_models(ctx: StudyContext, ref: str | list[str], key: str, *,
                    require_trained: bool = True) -> list[Path]:
-    """Checkpoint folders for a reference: a ``heads`` group name or glob(s) of folders.
+    """Checkpoint folders for a reference: a ``heads`` or ``finetune`` group name, or
+    glob(s) of folders.
 
     With ``require_trained=False`` a group name is only checked to exist (so misspelt names
     are reported before a missing training run).
     """
-    heads = ctx.recipe.heads
-    groups = [g.name for g in heads.groups] if heads else []
+    heads, finetune = ctx.recipe.heads, ctx.recipe.finetune
+    # group name -> (kind, folder, command that trains it)
+    by_name = {g.name: ("heads", heads_dir(ctx), "heads train")
+               for g in (heads.groups if heads else [])}
+    by_name.update({g.name: ("finetune", finetune_dir(ctx), "finetune train")
+                    for g in (finetune.groups if finetune else [])})
+    groups = list(by_name)
     file = ctx.file_of(key)
     base_dir = ctx.loaded.base_dir
     out: list[Path] = []
     for item in [ref] if isinstance(ref, str) else list(ref):
-        if item in groups:
-            folder = heads_dir(ctx) / item
+        if item in by_name:
+            kind, root, command = by_name[item]
+            folder = root / item
             found = sorted(p for p in folder.glob("seed-*") if is_checkpoint(p))
             if not found and require_trained:
-                raise UserError(f"heads group '{item}' has no trained heads in '{folder}'; "
-                                "run 'embedforensics heads train' on this recipe first.",
+                what = "trained heads" if kind == "heads" else "fine-tuned checkpoints"
+                raise UserError(f"{kind} group '{item}' has no {what} in '{folder}'; "
+                                f"run 'embedforensics {command}' on this recipe first.",
                                 file=file, key=key)
         elif item.startswith("hub:") or _GLOB_CHARS & set(item) or (base_dir / item).exists():
             # checkpoint folders in any format, or hub:org/name@revision from the HF cache
@@ -241,9 +256,9 @@ def resolve_models(ctx: StudyContext, ref: str | list[str], key: str, *,
                 hf.announce_tokenizers(found, file=file, key=key)
         else:
             hint = did_you_mean(item, groups)
-            known = f"; heads groups: {', '.join(groups)}" if groups else \
-                "; the recipe has no heads groups"
-            raise UserError(f"unknown heads group '{item}'{hint}{known}. Use a group name or "
+            known = f"; groups: {', '.join(groups)}" if groups else \
+                "; the recipe has no heads or finetune groups"
+            raise UserError(f"unknown group '{item}'{hint}{known}. Use a group name or "
                             "a glob of checkpoint folders.", file=file, key=key)
         out.extend(p for p in found if p not in out)
     return out

@@ -82,6 +82,109 @@ class HeadsSpec(_Strict):
         return next((g for g in self.groups if g.name == name), None)
 
 
+class LoraSpec(_Strict):
+    """LoRA adapters (``peft.LoraConfig``) instead of training the chosen weights directly.
+
+    The classification head is trained in full beside the adapters (peft's
+    ``modules_to_save`` for sequence classification); after training the adapters are
+    merged into the weights, so every checkpoint is a plain ``save_pretrained`` folder.
+    """
+
+    rank: int = Field(8, ge=1, description="LoRA rank r.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | None = Field(
+        None, min_length=1, description="Module names (or name suffixes) that get adapters, "
+        "e.g. [query, value]; null = peft's default for the model type.")
+
+
+class FinetuneGroupSpec(_Strict):
+    """One ``from_pretrained`` model fine-tuned the same way with ``seeds`` seeds (one
+    ``AutoModelForSequenceClassification`` checkpoint per seed).
+
+    Seeds are ``seed_offset, seed_offset + 1, …``; the seed drives the new head's
+    initialisation, dropout, the minibatch order, the label noise and the training subsample.
+    """
+
+    name: str = Field(pattern=_NAME, description="Group name; checkpoints go to "
+                      "<dir>/<name>/seed-NNNN/.")
+    base: str = Field(description="The model to fine-tune: 'bundled:NAME', a Hugging Face id "
+                      "or a local folder (as in from_pretrained).")
+    revision: str | None = Field(None, description="Hub revision of base.")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    schedule: Literal["linear", "constant", "cosine"] = Field(
+        "linear", description="Learning-rate schedule after the warmup.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of the training steps "
+                                "with a linear warmup from 0.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Optimiser steps; overrides epochs.")
+    batch_size: int = Field(16, ge=1, description="Examples per optimiser step (all "
+                            "processes together).")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled (AdamW) or L2 (SGD) weight "
+                                "decay; not applied to biases and LayerNorm weights.")
+    label_noise: float = Field(
+        0.0, ge=0, lt=0.5,
+        description="Fraction of training labels replaced by another class (seeded, exact).")
+    train_fraction: float = Field(
+        1.0, gt=0, le=1, description="Seeded stratified fraction of the training split used.")
+    train: Literal["all", "head"] | int = Field(
+        "all", description="Which weights train: all, head (the classifier and the pooler), "
+        "or a number k: the last k transformer blocks and the head.")
+    lora: LoraSpec | None = Field(None, description="Train LoRA adapters (in the blocks "
+                                  "'train' selects) and the head instead of the weights.")
+    max_length: int = Field(128, ge=1, description="Token limit of the training texts.")
+    seeds: int = Field(5, ge=1, description="How many checkpoints (one per seed).")
+    seed_offset: int = Field(0, ge=0, description="First seed.")
+
+    @field_validator("train")
+    @classmethod
+    def _positive_blocks(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'all', 'head' or a number of last blocks >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _lora_needs_blocks(self) -> FinetuneGroupSpec:
+        if self.lora is not None and self.train == "head":
+            raise ValueError("train: head with lora: adapters go into transformer blocks, "
+                             "and 'head' trains none; use train: all or a number of last "
+                             "blocks, or drop lora")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed_offset, self.seed_offset + self.seeds))
+
+    def training_settings(self) -> dict[str, object]:
+        """Everything that changes a checkpoint except the seed and the data (the base by
+        its id here; its weights by fingerprint in the checkpoint's record)."""
+        return self.model_dump(exclude={"name", "seeds", "seed_offset"})
+
+
+class FinetuneSpec(_Strict):
+    """Where fine-tuned checkpoints go and the groups to train, on the recipe's split (the
+    ``heads:`` section's ``test_fraction``/``split_seed`` when there is one, else 30 % test
+    with the recipe seed)."""
+
+    dir: str | None = Field(None, description="Output folder (default runs/<name>/finetune).")
+    groups: list[FinetuneGroupSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FinetuneSpec:
+        seen: dict[str, int] = {}
+        for i, group in enumerate(self.groups):
+            if group.name in seen:
+                raise ValueError(f"groups[{i}].name '{group.name}' repeats "
+                                 f"groups[{seen[group.name]}].name; group names must be unique")
+            seen[group.name] = i
+        return self
+
+    def group(self, name: str) -> FinetuneGroupSpec | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+
 ModelRef = str | list[str]
 
 

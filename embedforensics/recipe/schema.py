@@ -17,6 +17,7 @@ from embedforensics.errors import did_you_mean
 from embedforensics.recipe.compare_spec import (
     CompareSpec,
     ComponentSpec,
+    FinetuneSpec,
     HeadsSpec,
     component_shorthand,
 )
@@ -262,6 +263,9 @@ class Recipe(_Strict):
     probes: list[ProbeSpec] = Field(default_factory=list)
     output: OutputSpec = Field(default_factory=OutputSpec)
     heads: HeadsSpec | None = None
+    finetune: FinetuneSpec | None = Field(
+        None, description="Fine-tune Hugging Face models over seeds ('embedforensics "
+        "finetune train'); the groups are model references for compare:.")
     compare: CompareSpec | None = None
 
     @field_validator("probes", mode="before")
@@ -273,12 +277,23 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _model_when_embedding(self) -> Recipe:
         if self.model is None and (self.probes or self.heads is not None
-                                   or self.compare is None):
+                                   or (self.compare is None and self.finetune is None)):
             why = ("probes work on embeddings" if self.probes else "heads work on embeddings"
                    if self.heads is not None else "the recipe compares no checkpoints")
             raise ValueError(f"model: is required but missing ({why}; only a recipe that "
                              "compares checkpoints reading the texts themselves may leave "
                              "it out)")
+        return self
+
+    @model_validator(mode="after")
+    def _group_names_distinct(self) -> Recipe:
+        if self.heads is not None and self.finetune is not None:
+            heads = {g.name for g in self.heads.groups}
+            for i, group in enumerate(self.finetune.groups):
+                if group.name in heads:
+                    raise ValueError(f"finetune.groups[{i}].name: '{group.name}' is also a "
+                                     "heads group; compare: names a group by its name, so "
+                                     "heads and finetune groups need different names")
         return self
 
     @model_validator(mode="after")
