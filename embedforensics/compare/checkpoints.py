@@ -361,8 +361,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def model_name(path: Path) -> str:
-    """``<group folder>/<checkpoint folder>``: how reports name a model."""
-    return f"{path.parent.name}/{path.name}"
+    """How reports name a model: its ``hub:`` reference, else ``<group folder>/<folder>``."""
+    reference = getattr(path, "reference", None)
+    return reference if reference else f"{path.parent.name}/{path.name}"
 
 
 # --------------------------------------------------------------------------- comparison
@@ -483,8 +484,9 @@ def run_comparison(ctx: StudyContext, *, output: str | Path | None = None,
 
 
 def _describe(s: Scored) -> dict[str, Any]:
-    return {"model": str(s.path), "fingerprint": s.scorer.fingerprint, "kind": s.scorer.kind,
-            "cached": s.cached}
+    return {"model": str(s.path), "name": model_name(s.path),
+            "fingerprint": s.scorer.fingerprint, "kind": s.scorer.kind, "cached": s.cached,
+            "tokenizer": s.scorer.config.get("tokenizer")}
 
 
 def _warn_overlap(scored: list[Scored], data: Prepared, test: str) -> None:
