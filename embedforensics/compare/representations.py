@@ -68,7 +68,8 @@ SVCCA (Raghu et al. 2017) and PWCCA (Morcos et al. 2018)
     to [0, 1]. ``kx ≠ ky`` is fine, and no covariance matrix is ever inverted or square-rooted
     with tiny negative eigenvalues (the public code's NaNs). In feature space the bases are
     never formed: ``Qx = Xc Vx Λx^{-1/2}`` from the eigen-decomposition of ``XcᵀXc``, so
-    ``Qxᵀ Qy = Λx^{-1/2} Vxᵀ (XcᵀYc) Vy Λy^{-1/2}``.
+    ``Qxᵀ Qy = Λx^{-1/2} Vxᵀ (XcᵀYc) Vy Λy^{-1/2}`` (used unless ``2n < p1 + p2``, where thin
+    SVDs of the inputs are cheaper).
 
     ``svcca`` returns the mean of the ``min(kx, ky)`` canonical correlations (all of them:
     no trailing-zero trimming as in google/svcca's ``threshold=0.98``).
@@ -443,7 +444,9 @@ def _cca(
     n, p1 = Xc.shape
     p2 = Yc.shape[1]
     if sample_space is None:
-        sample_space = _sample_space(n, p1, p2)
+        # thin SVDs of the n × p inputs cost O(n p min(n, p)), the feature path's
+        # eigen-decompositions O(p³) after O(n p²) products: measured crossover n ≈ (p1+p2)/2
+        sample_space = 2 * n < p1 + p2
     if sample_space:
         Ux, sx, _ = sla.svd(Xc, full_matrices=False, lapack_driver="gesdd")
         Uy, sy, _ = sla.svd(Yc, full_matrices=False, lapack_driver="gesdd")
