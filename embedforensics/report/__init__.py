@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from embedforensics.fileio import atomic_write_bytes
 from embedforensics.report.schema import Results, json_schema
 
 
@@ -13,7 +14,8 @@ def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Pat
     """Write results.schema.json, report.html, report.md and plots/*.png.
 
     ``results.json`` itself is written by the study pipeline, once and atomically, after
-    these (:func:`embedforensics.study.pipeline.write_outputs`)."""
+    these (:func:`embedforensics.study.pipeline.write_outputs`). Every file is written
+    atomically (a full disk or a crash leaves the old file or none, never half of one)."""
     from embedforensics.report.html import render_html
     from embedforensics.report.markdown import render_markdown
     from embedforensics.report.plots import render_plot
@@ -26,9 +28,10 @@ def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Pat
             png = render_plot(plot)
             if png is not None:
                 images[(i, j)] = png
-                (out / "plots" / f"{i:02d}-{probe.probe}-{j}.png").write_bytes(png)
-    (out / "results.schema.json").write_text(json.dumps(json_schema(), indent=2),
-                                             encoding="utf-8")
-    (out / "report.html").write_text(render_html(results, images), encoding="utf-8")
-    (out / "report.md").write_text(render_markdown(results, images), encoding="utf-8")
+                atomic_write_bytes(out / "plots" / f"{i:02d}-{probe.probe}-{j}.png", png,
+                                   suffix=".png")
+    atomic_write_bytes(out / "results.schema.json",
+                       json.dumps(json_schema(), indent=2).encode("utf-8"))
+    atomic_write_bytes(out / "report.html", render_html(results, images).encode("utf-8"))
+    atomic_write_bytes(out / "report.md", render_markdown(results, images).encode("utf-8"))
     return out
