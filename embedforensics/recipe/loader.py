@@ -4,12 +4,22 @@ Precedence, lowest to highest: schema defaults < included files (in order) < the
 file < command-line overrides. Mappings merge key by key; lists and scalars replace. Every
 override is logged at INFO level, and every key remembers the file that set it, so an error
 in an included file names that file rather than the top-level recipe.
+
+Hostile or careless YAML is refused with one sentence rather than a hang or a traceback:
+a file larger than :data:`MAX_RECIPE_BYTES`, aliases that expand past
+:data:`MAX_ALIAS_NODES` nodes (a "billion laughs"), a self-referential anchor, nesting
+deeper than :data:`MAX_DEPTH`, an ``include:`` chain deeper than :data:`MAX_INCLUDE_DEPTH`
+or more than :data:`MAX_INCLUDES` includes, and a key written twice in one mapping. The
+first two limits can be raised with the environment variables
+``EMBEDFORENSICS_MAX_RECIPE_MB`` and ``EMBEDFORENSICS_MAX_ALIAS_NODES``. YAML is parsed
+with libyaml (``yaml.CSafeLoader``) when PyYAML was built with it, else in pure Python.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 import types
 import typing
@@ -25,6 +35,144 @@ from embedforensics.recipe.schema import Recipe
 log = logging.getLogger(__name__)
 
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+MAX_RECIPE_BYTES = 5 << 20
+"""Largest recipe (or included) file read: 5 MiB; ``EMBEDFORENSICS_MAX_RECIPE_MB`` raises it."""
+MAX_ALIAS_NODES = 100_000
+"""Most YAML nodes that aliases (``*name``) may add to a file when expanded;
+``EMBEDFORENSICS_MAX_ALIAS_NODES`` raises it."""
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and lists in a recipe (real recipes need fewer than 10)."""
+MAX_INCLUDE_DEPTH = 32
+"""Longest chain of files including each other."""
+MAX_INCLUDES = 1_000
+"""Most ``include:`` reads for one recipe (a file included twice counts twice)."""
+
+try:  # libyaml's parser and composer, ~20x faster; the constructor stays in Python
+    _BaseLoader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+
+
+def _env_limit(name: str, default: int, scale: int = 1) -> int:
+    """A limit from the environment (a positive number, times ``scale``), else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"environment variable {name}={raw!r} must be a number.") from None
+    if not value > 0:
+        raise UserError(f"environment variable {name}={raw!r} must be positive.")
+    return int(value * scale)
+
+
+class _NoDuplicateKeys:
+    """Constructor mix-in: refuse a key written twice in one mapping (naming both lines)."""
+
+    file: str | None = None
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                        key_node, yaml.ScalarNode):
+                    continue  # '<<' merges may repeat keys on purpose; complex keys are rare
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:
+                    continue
+                line = key_node.start_mark.line + 1
+                if earlier is not None:
+                    raise UserError(
+                        f"duplicate key '{key}' at lines {earlier} and {line}; a key may "
+                        "appear only once in a mapping.", file=self.file)
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _RecipeLoader(_NoDuplicateKeys, _BaseLoader):  # type: ignore[misc, valid-type]
+    """The loader recipes and ``--set`` values are read with."""
+
+
+class _PureRecipeLoader(_NoDuplicateKeys, yaml.SafeLoader):
+    """The same in pure Python (used when PyYAML has no libyaml; tests use it too)."""
+
+
+def _check_nodes(root: Any, *, file: str | None, key: str | None) -> None:
+    """Refuse a node graph that is cyclic, nested too deeply, or that aliases blow up.
+
+    The composed graph shares the node of an anchor among all its aliases, so it is small
+    even when its expansion is astronomically large; sizes and depths are computed once
+    per node (memoised) without recursion.
+    """
+    limit = _env_limit("EMBEDFORENSICS_MAX_ALIAS_NODES", MAX_ALIAS_NODES)
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(nid)
+            size[nid] = 1 + sum(size[id(c)] for c in children)
+            depth[nid] = 1 + max((depth[id(c)] for c in children), default=0)
+            continue
+        if nid in size:
+            continue
+        if nid in on_path:
+            raise UserError(
+                f"the anchor at line {node.start_mark.line + 1} refers to itself (an alias "
+                "inside its own value); a recipe must be a tree.", file=file, key=key)
+        on_path.add(nid)
+        if len(on_path) > MAX_DEPTH:
+            raise UserError(
+                f"mappings and lists are nested more than {MAX_DEPTH} levels deep (at line "
+                f"{node.start_mark.line + 1}).", file=file, key=key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    expanded = size[id(root)]
+    added = expanded - len(size)
+    if added > limit:
+        raise UserError(
+            f"YAML aliases expand this file to {expanded:,} values ({added:,} of them copies "
+            f"made by aliases, more than the {limit:,} allowed); write the values out, or "
+            "raise EMBEDFORENSICS_MAX_ALIAS_NODES.", file=file, key=key)
+    if depth[id(root)] > MAX_DEPTH:  # pragma: no cover - caught on the way down
+        raise UserError(f"nested more than {MAX_DEPTH} levels deep.", file=file, key=key)
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def safe_load_yaml(text: str, *, file: str | None = None, key: str | None = None) -> Any:
+    """``yaml.safe_load`` with the limits above; problems are :class:`UserError`.
+
+    Raises ``yaml.YAMLError`` for malformed YAML (the caller words it)."""
+    loader = _RecipeLoader(text)
+    loader.file = file
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # the pure-Python composer recurses per nesting level
+            raise UserError(f"mappings and lists are nested more than {MAX_DEPTH} levels "
+                            "deep.", file=file, key=key) from None
+        if node is None:
+            return None
+        _check_nodes(node, file=file, key=key)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class LoadedRecipe:
@@ -50,8 +198,15 @@ class LoadedRecipe:
 def _read_yaml(path: Path, key: str | None = None, parent: str | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"recipe file '{path}' does not exist.", file=parent, key=key)
+    limit = _env_limit("EMBEDFORENSICS_MAX_RECIPE_MB", MAX_RECIPE_BYTES, scale=1 << 20)
+    size = path.stat().st_size
+    if size > limit:
+        raise UserError(
+            f"is {size / (1 << 20):.1f} MiB, more than the {limit / (1 << 20):g} MiB a recipe "
+            "file may be; put large data in data files, or raise EMBEDFORENSICS_MAX_RECIPE_MB.",
+            file=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_yaml(path.read_text(encoding="utf-8"), file=str(path))
     except UnicodeDecodeError as exc:
         raise UserError(f"is not valid UTF-8 text (byte {exc.start}).", file=str(path)) from None
     except yaml.YAMLError as exc:
@@ -95,13 +250,22 @@ def _record_origins(value: Any, path: str, origins: dict[str, str], file: str) -
             _record_origins(v, f"{path}[{i}]", origins, file)
 
 
-def _resolve_includes(path: Path, origins: dict[str, str], stack: tuple[Path, ...] = ()
-                      ) -> dict[str, Any]:
+def _resolve_includes(path: Path, origins: dict[str, str], stack: tuple[Path, ...] = (),
+                      count: list[int] | None = None) -> dict[str, Any]:
     """Read ``path`` and everything it includes (depth first), detecting cycles."""
     path = path.resolve()
+    count = [0] if count is None else count
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
         raise UserError(f"include cycle: {chain}.", file=str(stack[-1]), key="include")
+    if len(stack) > MAX_INCLUDE_DEPTH:
+        raise UserError(f"includes are nested more than {MAX_INCLUDE_DEPTH} files deep "
+                        f"(starting from {stack[0]}).", file=str(stack[-1]), key="include")
+    count[0] += 1
+    if count[0] > MAX_INCLUDES:
+        raise UserError(f"the recipe includes more than {MAX_INCLUDES} files in all (a file "
+                        "included several times counts each time).", file=str(stack[-1]),
+                        key="include")
     data = _read_yaml(path, parent=str(stack[-1]) if stack else None,
                       key="include" if stack else None)
     includes = data.pop("include", [])
@@ -116,7 +280,7 @@ def _resolve_includes(path: Path, origins: dict[str, str], stack: tuple[Path, ..
         if not inc_path.is_file():
             raise UserError(f"included file '{inc}' does not exist (looked in {path.parent}).",
                             file=str(path), key="include")
-        merged = _merge(merged, _resolve_includes(inc_path, origins, (*stack, path)),
+        merged = _merge(merged, _resolve_includes(inc_path, origins, (*stack, path), count),
                         origins, str(inc_path.resolve()))
     return _merge(merged, data, origins, str(path))
 
@@ -139,7 +303,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     if not parts:
         raise UserError(f"--set '{text}': empty key path.")
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        value = safe_load_yaml(raw_value, file="--set", key=key) if raw_value.strip() else ""
     except yaml.YAMLError:
         value = raw_value
     return parts, value
