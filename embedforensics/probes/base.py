@@ -10,6 +10,7 @@ that the report consumes. Probes never load models.
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -172,13 +173,15 @@ def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, optio
                 (low is not None and value < low) or (high is not None and value > high):
             fail(f"an int in {interval()} or None")
     elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, Real):
-            fail(f"a float in {interval()}")
+        # NaN compares False with every bound, so finiteness is checked on its own
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            fail(f"a finite float in {interval()}")
         if (low is not None and value < low) or (high is not None and value > high):
             fail(f"a float in {interval()}")
     elif kind == "positive_float":
-        if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
-            fail("a float in (0, inf)")
+        if isinstance(value, bool) or not isinstance(value, Real) or \
+                not math.isfinite(value) or value <= 0:
+            fail("a finite float in (0, inf)")
     elif kind == "str":
         if value not in options:
             fail("one of " + ", ".join(repr(o) for o in options))

@@ -28,6 +28,7 @@ P-values of each test are adjusted across all pairs with Benjamini–Hochberg
 
 from __future__ import annotations
 
+import logging
 from itertools import combinations
 from typing import Any, ClassVar
 
@@ -39,7 +40,11 @@ from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError,
 from embedforensics.probes.scalable import rff_mmd_test, ridge_c2st, sliced_energy_test
 from embedforensics.probes.stats import fmt_p
 
+log = logging.getLogger(__name__)
+
 _BLOCK = 64  # permutations evaluated per matrix product
+WARN_PAIRS = 100
+"""Above this many label pairs (15 labels) the probe warns that it will take a while."""
 EXACT_LIMIT = 20_000
 """Largest pair the exact n × n computation accepts (three float64 matrices ≈ 9 GiB)."""
 
@@ -107,6 +112,10 @@ class TwoSampleProbe(Probe):
         Random directions of the sliced energy distance.
     c2st_ridge : float, default 1.0
         Ridge penalty of the classifier test, as a multiple of the training rows.
+    max_pairs : int, default 300
+        Most label pairs tested (k labels make k(k-1)/2 pairs: 300 is 25 labels); more are
+        refused, before anything is embedded, unless this is raised. Above 100 pairs the
+        probe warns.
     """
 
     name: ClassVar[str] = "two_sample"
@@ -125,12 +134,13 @@ class TwoSampleProbe(Probe):
         "n_features": ("int", 1, None, None),
         "n_directions": ("int", 1, None, None),
         "c2st_ridge": ("positive_float", None, None, None),
+        "max_pairs": ("int", 1, None, None),
     }
 
     def __init__(self, *, n_permutations: int = 999, max_per_label: int | None = None,
                  n_folds: int = 5, seed: int = 0, method: str = "auto",
                  exact_max_rows: int = 4000, n_features: int = 512, n_directions: int = 64,
-                 c2st_ridge: float = 1.0):
+                 c2st_ridge: float = 1.0, max_pairs: int = 300):
         self.n_permutations = n_permutations
         self.max_per_label = max_per_label
         self.n_folds = n_folds
@@ -140,6 +150,24 @@ class TwoSampleProbe(Probe):
         self.n_features = n_features
         self.n_directions = n_directions
         self.c2st_ridge = c2st_ridge
+        self.max_pairs = max_pairs
+
+    def check_labels(self, labels: Any) -> None:
+        """Refuse more label pairs than ``max_pairs`` (recipe validation runs this)."""
+        self._check_pairs(len(set(map(str, labels))), warn=False)
+
+    def _check_pairs(self, k: int, *, warn: bool = True) -> int:
+        n_pairs = k * (k - 1) // 2
+        if n_pairs > self.max_pairs:
+            raise ProbeParameterError(
+                f"TwoSampleProbe: {k} labels make {n_pairs:,} label pairs, more than "
+                f"max_pairs={self.max_pairs} (each pair runs three permutation tests); "
+                f"merge labels, or set the 'max_pairs' parameter to at least {n_pairs}.")
+        if warn and n_pairs > WARN_PAIRS:
+            log.warning("two_sample: %d labels make %d label pairs, each with three "
+                        "permutation tests (%d permutations); this may take a long time",
+                        k, n_pairs, self.n_permutations)
+        return n_pairs
 
     def _pair_rows(self, y: np.ndarray, label: str, rng: np.random.Generator) -> np.ndarray:
         rows = np.flatnonzero(y == label)
@@ -178,6 +206,7 @@ class TwoSampleProbe(Probe):
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
         y = np.asarray(y).astype(str)
         labels = [str(v) for v in np.unique(y)]
+        self._check_pairs(len(labels))
         rng = np.random.default_rng(self.seed)
         rows = {label: self._pair_rows(y, label, rng) for label in labels}
         pairs = list(combinations(labels, 2))
