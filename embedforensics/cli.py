@@ -151,11 +151,37 @@ def _secondary_process() -> bool:
     return True
 
 
+def check_output_dir(path: str | os.PathLike[str] | None, what: str = "--output") -> None:
+    """Refuse, before any work, an output folder that cannot be one: an existing file, a
+    path under a file, or a folder that cannot be written."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{what} '{path}' is an existing file, not a folder; give a folder "
+                        "(it is created if missing).")
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"{what} '{path}' is inside '{existing}', which is a file, not a "
+                        "folder.")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} '{path}': the folder '{existing}' is not writable.")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from embedforensics.recipe import load_recipe
     from embedforensics.runner import embed, run
 
+    check_output_dir(args.output)
     loaded = load_recipe(args.recipe, args.overrides)
+    if args.output is None and loaded.recipe.output.dir:
+        configured = os.path.expanduser(loaded.recipe.output.dir)
+        check_output_dir(os.path.join(loaded.base_dir, configured),
+                         f"{loaded.file_of('output.dir')}: output.dir")
     if _secondary_process():  # share the embedding; the main process does the rest
         embed(loaded, use_cache=not args.no_cache, progress=False, assemble=False)
         return 0
@@ -219,6 +245,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     from embedforensics.recipe import load_recipe
     from embedforensics.runner import embed
 
+    check_output_dir(args.output)
     loaded = load_recipe(args.recipe, args.overrides)
     if _secondary_process():
         embed(loaded, use_cache=not args.no_cache, progress=False, assemble=False)
@@ -262,6 +289,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from embedforensics.runner import compare
 
+    check_output_dir(args.output)
     result = compare(args.recipe, overrides=args.overrides, output=args.output,
                      use_cache=not args.no_cache, progress=not args.quiet)
     out = result.output_dir
