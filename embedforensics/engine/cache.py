@@ -6,6 +6,8 @@ key and the texts' fingerprint, and loading checks both plus the shape, so a mis
 truncated or corrupt entry is detected, reported and recomputed, never silently reused.
 Writes go to a temporary file in the same folder and are moved into place with
 ``os.replace``, so a crash leaves either the old entry or the new one, never half a file.
+A cache folder that is a regular file, or that cannot be written (read-only, full), is a
+:class:`~embedforensics.errors.UserError` naming the path and ``output.cache_dir``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from embedforensics.fileio import atomic_write
+from embedforensics.errors import UserError
+from embedforensics.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +34,30 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "embedforensics"
 
 
-def recipe_cache_root(output: Any, use_cache: bool | None = None) -> Path | None:
+def recipe_cache_root(output: Any, use_cache: bool | None = None, *,
+                      file: str | None = None) -> Path | None:
     """The cache folder a recipe's ``output:`` section asks for, or None when caching is
     off (``use_cache`` overrides ``output.cache``, as ``--no-cache`` does). The one place
-    that resolves it: embeddings, transform outputs and soft outputs live under it."""
+    that resolves it: embeddings, transform outputs and soft outputs live under it.
+    A cache path that is a regular file is a UserError (``file`` names the recipe)."""
     if not (output.cache if use_cache is None else use_cache):
         return None
-    return Path(output.cache_dir).expanduser() if output.cache_dir else default_cache_dir()
+    root = Path(output.cache_dir).expanduser() if output.cache_dir else default_cache_dir()
+    check_cache_root(root, file=file)
+    return root
+
+
+def check_cache_root(root: Path, *, file: str | None = None) -> None:
+    """Raise a one-sentence UserError when ``root`` (or the nearest existing folder above
+    it) is a regular file, so no stage ever tries to write a cache into a file."""
+    for path in (root, *root.parents):
+        if path.is_dir():
+            return
+        if path.exists():
+            where = "" if path == root else f" (needed for the cache folder '{root}')"
+            raise UserError(f"the cache path '{path}'{where} is a file, not a folder; point "
+                            "output.cache_dir at a folder, or run with --no-cache.",
+                            file=file, key="output.cache_dir")
 
 
 def cache_key(*parts: str) -> str:
@@ -88,14 +108,16 @@ class EmbeddingCache:
 
     def save(self, key: str, array: np.ndarray, *, text_fingerprint: str,
              info: dict[str, Any]) -> Path:
-        """Write atomically: temp file in the same folder, fsync, then os.replace."""
-        from safetensors.numpy import save_file
+        """Write atomically: temp file in the same folder, fsync, then os.replace (the
+        bytes are deterministic: :func:`~embedforensics.engine.shards.safetensors_bytes`)."""
+        from embedforensics.engine.shards import cache_write_error, safetensors_bytes
 
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": CACHE_FORMAT, "key": key, "text_fingerprint": text_fingerprint,
                 "info": json.dumps(info, sort_keys=True, default=str)}
-        return atomic_write(
-            path, lambda tmp: save_file(
-                {"embeddings": np.ascontiguousarray(array, dtype=np.float32)}, tmp,
-                metadata=meta), suffix=".safetensors")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return atomic_write_bytes(path, safetensors_bytes({"embeddings": array}, meta),
+                                      suffix=".safetensors")
+        except OSError as exc:
+            raise cache_write_error(path, exc) from None

@@ -164,10 +164,17 @@ class _Assembly:
                 shape = (self.n_rows, t.shape[1])
                 if total > limit:
                     folder = self.scratch or Path(tempfile.gettempdir()) / "embedforensics"
-                    folder.mkdir(parents=True, exist_ok=True)
                     path = folder / f"{self.tag}.{name}.npy"
-                    self.arrays[name] = np.lib.format.open_memmap(
-                        path, mode="w+", dtype=np.float32, shape=shape)
+                    try:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        self.arrays[name] = np.lib.format.open_memmap(
+                            path, mode="w+", dtype=np.float32, shape=shape)
+                    except OSError as exc:
+                        if self.scratch is None:
+                            raise
+                        from embedforensics.engine.shards import cache_write_error
+
+                        raise cache_write_error(path, exc) from None
                 else:
                     self.arrays[name] = np.empty(shape, dtype=np.float32)
         for name, t in tensors.items():

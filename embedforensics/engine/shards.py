@@ -23,6 +23,17 @@ each completed shard, by its number as a string, ``file``, ``start``, ``stop``, 
     X = np.concatenate([safetensors.numpy.load_file(f"{entry}/{m['shards'][str(i)]['file']}")
                         ["embeddings"] for i in range(m["n_shards"])])
 
+Shard bytes are deterministic: the safetensors header (tensor entries and ``__metadata__``)
+is serialised here with sorted keys and compact separators, so the same shard written by
+any process, machine or safetensors version is byte-identical and its manifest sha256 holds
+for every writer.
+
+A manifest of the wrong shape (valid JSON but not this layout), a shard record that does not
+name its own file, or a shard path that is not a readable file is treated like a missing or
+corrupt entry: logged and recomputed. A cache folder that cannot be written (read-only, full,
+or a file where a folder should be) is a :class:`~embedforensics.errors.UserError` naming the
+path and ``output.cache_dir``, never a traceback.
+
 Crash safety: a shard is written to a temporary file in the same folder, fsynced and moved
 into place with ``os.replace``; only then is the manifest (also written via a temporary file
 and ``os.replace``) updated to list it. A process killed at any moment therefore leaves
@@ -39,12 +50,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embedforensics.errors import UserError
 from embedforensics.fileio import atomic_write_bytes, file_sha256
 
 log = logging.getLogger(__name__)
@@ -57,6 +70,48 @@ STALE_TMP_SECONDS = 3600
 def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n_rows)`` in shards of ``shard_rows``."""
     return [(s, min(s + shard_rows, n_rows)) for s in range(0, n_rows, shard_rows)]
+
+
+def shard_name(i: int) -> str:
+    """The file name of shard ``i`` (the only name a manifest may list for it)."""
+    return f"shard-{i:05d}.safetensors"
+
+
+def safetensors_bytes(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """A float32 safetensors file as bytes, identical for identical inputs in every process.
+
+    The format (8-byte little-endian header length, a JSON header padded with spaces to a
+    multiple of 8, then the tensors' bytes) is written here rather than by
+    ``safetensors.numpy.save``, whose metadata map comes out in a per-process order: the
+    header's keys are sorted and the tensors laid out in name order.
+    """
+    header: dict[str, Any] = {"__metadata__": {str(k): str(v)
+                                               for k, v in sorted(metadata.items())}}
+    blobs: list[bytes] = []
+    offset = 0
+    for name in sorted(arrays):
+        blob = np.ascontiguousarray(arrays[name], dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": [int(n) for n in arrays[name].shape],
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True).encode("ascii")
+    text += b" " * (-len(text) % 8)
+    return b"".join([struct.pack("<Q", len(text)), text, *blobs])
+
+
+def cache_write_error(path: Path, exc: OSError) -> UserError:
+    """The one sentence for a cache that cannot be written (read-only, full, a file where a
+    folder should be, a folder where a file should be)."""
+    why = exc.strerror or type(exc).__name__
+    return UserError(f"cannot write the cache at '{path}' ({why}); free space or fix the "
+                     "folder's permissions, point output.cache_dir at a writable folder, or "
+                     "run with --no-cache.", key="output.cache_dir")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class ShardedEntry:
@@ -98,8 +153,16 @@ class ShardedEntry:
             log.warning("cache manifest %s is unreadable (%s); recomputing its shards",
                         path, exc)
             return fresh
+        if not isinstance(manifest, dict):
+            log.warning("cache manifest %s is not a JSON object; recomputing its shards", path)
+            return fresh
         problems = [k for k in ("format", "key", "text_fingerprint", "n_rows", "tensors")
                     if manifest.get(k) != fresh[k]]
+        shard_rows = manifest.get("shard_rows")
+        if not _is_int(shard_rows) or shard_rows < 1:
+            problems.append("shard_rows")
+        if not isinstance(manifest.get("shards"), dict):
+            problems.append("shards")
         if problems:
             log.warning("cache manifest %s does not match (%s); recomputing its shards",
                         path, ", ".join(problems))
@@ -107,13 +170,47 @@ class ShardedEntry:
         if manifest.get("shard_rows") != self.shard_rows:
             # a completed entry is valid whatever its shard size; a partial one is resumed
             # only with the same shard boundaries
-            if len(manifest.get("shards", {})) == manifest.get("n_shards"):
-                self.ranges = shard_ranges(self.n_rows, int(manifest["shard_rows"]))
-                self.shard_rows = int(manifest["shard_rows"])
-                return manifest
+            ranges = shard_ranges(self.n_rows, shard_rows)
+            if len(self._valid_shards(manifest, ranges)) == len(ranges) \
+                    and manifest.get("n_shards") == len(ranges):
+                self.ranges, self.shard_rows = ranges, shard_rows
+                return self._cleaned(manifest)
             log.info("cache entry %s was started with %s rows per shard, now %d; starting "
                      "it again", self.dir, manifest.get("shard_rows"), self.shard_rows)
             return fresh
+        return self._cleaned(manifest)
+
+    def _valid_shards(self, manifest: dict[str, Any], ranges: list[tuple[int, int]]
+                      ) -> dict[str, dict[str, Any]]:
+        """The manifest's shard records that have the shape this module writes: the
+        number of a shard of ``ranges`` → a record naming that shard's own file, its row
+        range and a sha256 (anything else is not trusted, so its shard is recomputed)."""
+        valid: dict[str, dict[str, Any]] = {}
+        for k, record in manifest["shards"].items():
+            if not (isinstance(k, str) and k.isdigit() and int(k) < len(ranges)
+                    and str(int(k)) == k and isinstance(record, dict)):
+                continue
+            i = int(k)
+            if (record.get("file") == shard_name(i) and isinstance(record.get("sha256"), str)
+                    and (record.get("start"), record.get("stop")) == ranges[i]):
+                valid[k] = record
+        return valid
+
+    def _cleaned(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """``manifest`` with only well-formed shard records (the others logged and
+        dropped, so their shards are recomputed) and a ``model`` that is an object."""
+        valid = self._valid_shards(manifest, self.ranges)
+        dropped = len(manifest["shards"]) - len(valid)
+        if dropped:
+            log.warning("cache manifest %s has %d malformed shard record(s); recomputing "
+                        "those shards", self.manifest_path, dropped)
+        for record in valid.values():
+            info = record.get("info")
+            record["info"] = ({k: v for k, v in info.items() if _is_int(v)}
+                              if isinstance(info, dict) else {})
+        manifest["shards"] = valid
+        if not isinstance(manifest.get("model"), dict):
+            manifest["model"] = None
         return manifest
 
     @property
@@ -165,7 +262,11 @@ class ShardedEntry:
         """Delete ``.tmp-*`` files older than ``max_age`` seconds (left by killed runs)."""
         removed: list[Path] = []
         now = time.time()
-        for path in self.dir.glob(".tmp-*"):
+        try:
+            leftovers = list(self.dir.glob(".tmp-*"))
+        except OSError:  # an unreadable folder: nothing to sweep (writing will say why)
+            leftovers = []
+        for path in leftovers:
             try:
                 if now - path.stat().st_mtime > max_age:
                     path.unlink()
@@ -180,29 +281,34 @@ class ShardedEntry:
     def write_shard(self, i: int, arrays: dict[str, np.ndarray], *, info: dict[str, Any],
                     model: dict[str, Any] | None = None) -> Path:
         """Write shard ``i`` atomically, then list it in the manifest (also atomically)."""
-        from safetensors.numpy import save
-
         start, stop = self.ranges[i]
         if sorted(arrays) != sorted(self.tensors):
             raise ValueError(f"shard tensors {sorted(arrays)} != {sorted(self.tensors)}")
-        if not self.dir.is_dir():
-            self.dir.mkdir(parents=True, exist_ok=True)
-        elif not self._swept:
-            self.remove_stale_temporaries()
-        self._swept = True
-        name = f"shard-{i:05d}.safetensors"
-        data = save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()},
-                    metadata={"format": SHARD_FORMAT, "key": self.key, "shard": str(i),
-                              "start": str(start), "stop": str(stop)})
+        name = shard_name(i)
+        data = safetensors_bytes(arrays, {"format": SHARD_FORMAT, "key": self.key,
+                                          "shard": str(i), "start": str(start),
+                                          "stop": str(stop)})
         path = self.dir / name
-        atomic_write_bytes(path, data)
         manifest = self.manifest
         if model is not None and manifest.get("model") is None:
             manifest["model"] = model
         manifest["shards"][str(i)] = {"file": name, "start": start, "stop": stop,
                                       "sha256": hashlib.sha256(data).hexdigest(),
                                       "info": info}
-        atomic_write_bytes(self.manifest_path,
-                            json.dumps(manifest, indent=1, sort_keys=True,
-                                       default=str).encode("utf-8"))
+        target = self.dir
+        try:
+            if not self.dir.is_dir():
+                self.dir.mkdir(parents=True, exist_ok=True)
+            elif not self._swept:
+                self.remove_stale_temporaries()
+            self._swept = True
+            target = path
+            atomic_write_bytes(path, data)
+            target = self.manifest_path
+            atomic_write_bytes(self.manifest_path,
+                                json.dumps(manifest, indent=1, sort_keys=True,
+                                           default=str).encode("utf-8"))
+        except OSError as exc:
+            manifest["shards"].pop(str(i), None)  # not on disk: not listed
+            raise cache_write_error(target, exc) from None
         return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -25,13 +26,6 @@ from embedforensics.fileio import file_sha256
 #: reads a file of the model (config.json, modules.json, ...) → its text, or None
 FileReader = Callable[[str], "str | None"]
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-# small files besides config.json that change what a model computes (image preprocessing,
-# open_clip's architecture + preprocess config)
-CONFIG_FILES = ("open_clip_config.json", "preprocessor_config.json", "processor_config.json",
-                # sentence-transformers (st_modules): the module chain, the Transformer's
-                # settings; each module's own config.json is hashed by _is_st_module_config
-                "modules.json", "sentence_bert_config.json")
 FULL_HASH_LIMIT = 2 << 30  # hash whole weight files up to 2 GiB; larger ones are sampled
 
 
@@ -70,9 +64,21 @@ def bytes_sha256(path: Path) -> str:
 
 
 def directory_fingerprint(path: Path, *, weights: bool = True) -> tuple[str, str | None]:
-    """(fingerprint of config + weights, sha256 of config.json) for a local model folder.
+    """(fingerprint of the whole folder, sha256 of config.json) for a local model folder.
 
-    ``weights=False`` returns only the config hash (for folders whose weights are already
+    The fingerprint covers **every regular file** in the folder and its subfolders (names
+    and contents), except those that cannot change an embedding (:func:`fingerprinted`):
+    hidden entries (``.git``, ``.cache``, ...), documentation (``README*``, ``*.md``,
+    ``LICENSE*``), training state (``optimizer.pt``, ``trainer_state.json``, ...) and
+    ``checkpoint-N``/``runs`` folders of a Trainer output. So a change to weights, configs
+    (``sentence_bert_config.json``, a module's ``config.json``, generation or preprocessor
+    configs), tokenizer files of any name (``vocab.txt``, ``merges.txt``, ``*.model``,
+    ``special_tokens_map.json``, ``added_tokens.json``), sentence-transformers module
+    folders or custom ``*.py`` code changes the key. Files over 2 GiB are sampled
+    (:func:`file_digest`), so a folder of large weights still hashes in milliseconds.
+    Symlinked files and folders (a Hugging Face snapshot) are followed, each folder once.
+
+    ``weights=False`` returns only the config hash (for folders whose files are already
     identified, such as converted bundled models).
     """
     h = hashlib.sha256()
@@ -81,19 +87,49 @@ def directory_fingerprint(path: Path, *, weights: bool = True) -> tuple[str, str
     h.update((config_hash or "").encode())
     if not weights:
         return "", config_hash
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and (f.suffix in WEIGHT_SUFFIXES or f.name.startswith("tokenizer")
-                            or f.name in CONFIG_FILES or _is_st_module_config(f, path)):
-            h.update(str(f.relative_to(path)).encode())
-            h.update(file_digest(f).encode())
+    for rel, f in fingerprinted(path):
+        h.update(b"\x00" + rel.encode("utf-8", "surrogateescape") + b"\x00")
+        h.update(file_digest(f).encode())
     return h.hexdigest(), config_hash
 
 
-def _is_st_module_config(f: Path, root: Path) -> bool:
-    """A sentence-transformers module's config (``1_Pooling/config.json``, ``2_Dense/...``):
-    it changes the embedding (st_modules), so it keys the cache like the weights."""
-    return f.name == "config.json" and f.parent.parent == root \
-        and (root / "modules.json").is_file()
+#: file names that never change what a model computes (matched case-insensitively)
+IGNORED_NAMES = frozenset({
+    # training state a transformers Trainer / accelerate writes next to the weights
+    "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "rng_state.pth",
+    "trainer_state.json", "training_args.bin", "all_results.json", "train_results.json",
+    "eval_results.json", "emissions.csv",
+    # folder clutter
+    "thumbs.db", "desktop.ini"})
+#: name prefixes / suffixes of documentation and of per-process training state
+IGNORED_PREFIXES = ("readme", "license", "licence", "notice", "copying", "rng_state_")
+IGNORED_SUFFIXES = (".md", ".lock", ".log")
+#: subfolders that are never part of the model a folder loads (Trainer checkpoints, logs)
+IGNORED_DIRS = re.compile(r"^(checkpoint-\d+|runs|logs|wandb|__pycache__)$", re.IGNORECASE)
+
+
+def fingerprinted(path: Path) -> list[tuple[str, Path]]:
+    """``(relative path, file)`` of every file :func:`directory_fingerprint` hashes, sorted
+    by relative path (``/``-separated on every system)."""
+    found: list[tuple[str, Path]] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a symlink loop, or a folder reached twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs
+                         if not d.startswith(".") and not IGNORED_DIRS.match(d))
+        for name in files:
+            low = name.lower()
+            if (name.startswith(".") or low in IGNORED_NAMES or low.startswith(IGNORED_PREFIXES)
+                    or low.endswith(IGNORED_SUFFIXES) or low.endswith(".pyc")):
+                continue
+            f = Path(top) / name
+            if f.is_file():  # follows a symlinked file (hub snapshots); skips sockets etc.
+                found.append((f.relative_to(path).as_posix(), f))
+    return sorted(found)
 
 
 def hub_fingerprint(model_id: str, commit: str) -> str:

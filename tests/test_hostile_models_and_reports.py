@@ -1,0 +1,320 @@
+"""Hostile and broken input (issue 22): no stale answers, one sentence instead of a
+traceback, and one failure never loses the rest.
+
+Every hostile input is built in the test: tiny random BERT folders (conftest), tiny heads,
+hand-written manifests and checkpoints, labels and column names that try to break the
+reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from embedforensics.cli import main
+from embedforensics.engine.shards import ShardedEntry, safetensors_bytes
+from embedforensics.errors import UserError
+from embedforensics.models.hub import directory_fingerprint, fingerprinted
+from tests.conftest import TEXTS_A, TEXTS_B, build_tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one_sentence(err: str) -> str:
+    """The CLI's error output: one line, no traceback."""
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def bert_template(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("hostile") / "tiny-bert")
+
+
+@pytest.fixture
+def bert(bert_template, tmp_path) -> Path:
+    """A private copy of the tiny BERT folder, free to edit."""
+    return Path(shutil.copytree(bert_template, tmp_path / "bert"))
+
+
+# =========================================================================== stale answers
+
+
+def _fp(path: Path) -> str:
+    return directory_fingerprint(path)[0]
+
+
+@pytest.mark.parametrize("edit", [
+    # the issue's three examples
+    ("sentence_bert_config.json", '{"max_seq_length": 4, "do_lower_case": false}'),
+    ("vocab.txt", None),  # appended to, in a folder without tokenizer.json
+    ("modeling_custom.py", "# custom code, read with trust_remote_code\nX = 2\n"),
+    # and every other kind of file that can change an embedding
+    ("merges.txt", "#version: 0.2\na b\n"),
+    ("spiece.model", b"\x00\x01sentencepiece"),
+    ("special_tokens_map.json", '{"cls_token": "[SEP]"}'),
+    ("added_tokens.json", '{"<new>": 999}'),
+    ("generation_config.json", '{"max_length": 3}'),
+    ("preprocessor_config.json", '{"size": 3}'),
+    ("1_Pooling/config.json", '{"pooling_mode_cls_token": true}'),
+    ("2_Dense/model.safetensors", b"dense weights"),
+    ("modules.json", "[]"),
+])
+def test_editing_any_model_file_changes_the_fingerprint(bert, edit):
+    name, content = edit
+    (bert / "tokenizer.json").unlink()  # the slow tokenizer reads vocab.txt
+    target = bert / name
+    if content is None or target.exists():
+        # a file present already: change it
+        before = _fp(bert)
+        with target.open("ab") as fh:
+            fh.write(b"extra\n")
+        assert _fp(bert) != before
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    before = _fp(bert)
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content, encoding="utf-8")
+    created = _fp(bert)
+    assert created != before, f"adding {name} left the fingerprint unchanged"
+    with target.open("ab") as fh:
+        fh.write(b" ")
+    assert _fp(bert) != created, f"editing {name} left the fingerprint unchanged"
+
+
+def test_irrelevant_files_do_not_change_the_fingerprint(bert):
+    before = _fp(bert)
+    (bert / "README.md").write_text("# a model card\n", encoding="utf-8")
+    (bert / "LICENSE").write_text("MIT\n", encoding="utf-8")
+    (bert / "optimizer.pt").write_bytes(b"adam state")
+    (bert / "trainer_state.json").write_text("{}", encoding="utf-8")
+    (bert / ".git").mkdir()
+    (bert / ".git" / "HEAD").write_text("ref", encoding="utf-8")
+    (bert / "checkpoint-500").mkdir()
+    (bert / "checkpoint-500" / "model.safetensors").write_bytes(b"older weights")
+    assert _fp(bert) == before
+    names = {rel for rel, _ in fingerprinted(bert)}
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json"} <= names
+
+
+def test_symlink_loop_in_a_model_folder_is_walked_once(bert):
+    (bert / "sub").mkdir()
+    (bert / "sub" / "loop").symlink_to(bert, target_is_directory=True)
+    (bert / "sub" / "extra.json").write_text("{}", encoding="utf-8")
+    rels = [rel for rel, _ in fingerprinted(bert)]
+    assert len(rels) == len(set(rels))
+    assert "sub/extra.json" in rels
+
+
+def _tiny_recipe(tmp_path: Path, model: Path, **model_extra) -> Path:
+    data = {"version": 1, "name": "hostile", "seed": 0,
+            "model": {"id": str(model), "batch_size": 4, **model_extra},
+            "sources": [{"label": "animals", "texts": TEXTS_A[:4]},
+                        {"label": "finance", "texts": TEXTS_B[:4]}],
+            "probes": [{"name": "pca"}]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_editing_vocab_txt_is_a_cache_miss_end_to_end(bert, tmp_path):
+    """The issue's case: a folder without tokenizer.json, vocab.txt edited between runs."""
+    from embedforensics.runner import embed
+
+    (bert / "tokenizer.json").unlink()
+    recipe = _tiny_recipe(tmp_path, bert)
+    first = embed(recipe, progress=False)
+    assert first.provenance["embedding"]["per_source"]["animals"]["cache"] == "computed"
+    again = embed(recipe, progress=False)
+    assert again.provenance["embedding"]["per_source"]["animals"]["cache"] == "cache hit"
+    vocab = (bert / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cat, dog = vocab.index("cat"), vocab.index("dog")
+    vocab[cat], vocab[dog] = "dog", "cat"
+    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    edited = embed(recipe, progress=False)
+    assert edited.provenance["embedding"]["per_source"]["animals"]["cache"] == "computed"
+    assert not np.allclose(edited.X, first.X)
+
+
+# --------------------------------------------------------------- deterministic shard bytes
+
+_WRITER = """
+import sys, json, numpy as np
+from embedforensics.engine.shards import ShardedEntry
+e = ShardedEntry(sys.argv[1], "ab" + "0" * 62, n_rows=5, shard_rows=5,
+                 text_fingerprint="t", tensors=["layer.-1", "layer.2"])
+rng = np.random.default_rng(0)
+e.write_shard(0, {"layer.2": rng.normal(size=(5, 3)), "layer.-1": rng.normal(size=(5, 3))},
+              info={"n_tokens": 7})
+"""
+
+
+def test_the_same_shard_written_by_two_processes_is_byte_identical(tmp_path):
+    files = []
+    for run, hashseed in enumerate(("1", "2")):
+        root = tmp_path / f"cache{run}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hashseed}
+        subprocess.run([sys.executable, "-c", _WRITER, str(root)], check=True, env=env)
+        entry = root / "shards" / "ab" / ("ab" + "0" * 62)
+        files.append(((entry / "shard-00000.safetensors").read_bytes(),
+                      (entry / "manifest.json").read_bytes()))
+    assert files[0] == files[1]
+    # and the bytes are a valid safetensors file with the metadata and tensors
+    from safetensors import safe_open
+    from safetensors.numpy import load
+
+    path = tmp_path / "cache0" / "shards" / "ab" / ("ab" + "0" * 62) / "shard-00000.safetensors"
+    with safe_open(str(path), framework="np") as fh:
+        assert fh.metadata()["shard"] == "0"
+    assert load(files[0][0])["layer.2"].shape == (5, 3)
+
+
+def test_safetensors_bytes_ignore_dict_order():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    one = safetensors_bytes({"x": a, "y": a + 1}, {"k": "1", "a": "2"})
+    two = safetensors_bytes({"y": a + 1, "x": a}, {"a": "2", "k": "1"})
+    assert one == two
+    from safetensors.numpy import load
+
+    assert np.array_equal(load(one)["y"], a + 1)
+
+
+# =========================================================================== cache robustness
+
+
+def _entry(root: Path, n_rows: int = 4) -> ShardedEntry:
+    return ShardedEntry(root, "cd" + "1" * 62, n_rows=n_rows, shard_rows=2,
+                        text_fingerprint="t", tensors=["embeddings"])
+
+
+def _arrays(rows: int = 2) -> dict[str, np.ndarray]:
+    return {"embeddings": np.ones((rows, 3), dtype=np.float32)}
+
+
+@pytest.mark.parametrize("manifest", [
+    [], "a string", 3, None,
+    {"format": "embedforensics-shards-v1", "shards": []},
+    "WITH_BAD_SHARDS",  # the right header, shards of the wrong shape
+])
+def test_manifest_of_the_wrong_shape_is_recomputed(tmp_path, manifest):
+    entry = _entry(tmp_path)
+    entry.write_shard(0, _arrays(), info={"n_tokens": 1})
+    entry.write_shard(1, _arrays(), info={"n_tokens": 1})
+    good = json.loads(entry.manifest_path.read_text())
+    if manifest == "WITH_BAD_SHARDS":
+        manifest = {**good, "shards": {"0": "not a record", "x": {}, "1": {
+            **good["shards"]["1"], "file": "../../../etc/passwd"}}, "model": [1, 2]}
+    entry.manifest_path.write_text(json.dumps(manifest))
+    again = _entry(tmp_path)
+    assert again.completed() == set()
+    assert again.load_shard(0) is None and again.load_shard(1) is None
+    again.write_shard(0, _arrays(), info={"n_tokens": "not a number"})
+    assert again.completed() == {0}
+
+
+def test_partly_malformed_manifest_keeps_the_good_records(tmp_path):
+    entry = _entry(tmp_path)
+    entry.write_shard(0, _arrays(), info={"n_tokens": 1})
+    entry.write_shard(1, _arrays(), info={"n_tokens": 1})
+    m = json.loads(entry.manifest_path.read_text())
+    m["shards"]["1"]["info"] = "garbage"
+    m["shards"]["0"]["start"] = "zero"
+    entry.manifest_path.write_text(json.dumps(m))
+    again = _entry(tmp_path)
+    assert again.completed() == {1}
+    assert again.manifest["shards"]["1"]["info"] == {}
+    assert again.load_shard(1) is not None
+
+
+def test_shard_path_that_is_a_directory_is_one_sentence(tmp_path):
+    entry = _entry(tmp_path)
+    entry.write_shard(0, _arrays(), info={})
+    shard = entry.dir / "shard-00000.safetensors"
+    shard.unlink()
+    shard.mkdir()
+    (shard / "x").write_text("x")
+    again = _entry(tmp_path)
+    assert again.load_shard(0) is None  # recomputed, never read
+    with pytest.raises(UserError) as err:
+        again.write_shard(0, _arrays(), info={})
+    assert "output.cache_dir" in str(err.value) and str(shard) in str(err.value)
+    assert again.completed() == set()  # nothing listed that is not on disk
+
+
+def test_full_cache_disk_is_one_sentence_and_nothing_half_written(tmp_path, monkeypatch):
+    import embedforensics.engine.shards as shards
+
+    entry = _entry(tmp_path)
+    entry.write_shard(0, _arrays(), info={})
+    before = entry.manifest_path.read_bytes()
+
+    def full(path, data, *, suffix=""):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shards, "atomic_write_bytes", full)
+    with pytest.raises(UserError, match="No space left"):
+        entry.write_shard(1, _arrays(), info={})
+    assert entry.manifest_path.read_bytes() == before
+    assert not (entry.dir / "shard-00001.safetensors").exists()
+    assert not list(entry.dir.glob(".tmp-*"))
+    assert entry.completed() == {0}
+
+
+def test_cache_dir_that_is_a_file_is_exit_2_before_any_work(bert, tmp_path, capsys):
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("not a folder")
+    recipe = _tiny_recipe(tmp_path, bert)
+    data = yaml.safe_load(recipe.read_text())
+    data["output"] = {"cache_dir": str(blocker)}
+    recipe.write_text(yaml.safe_dump(data))
+    assert main(["-q", "embed", str(recipe), "-o", str(tmp_path / "out")]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "output.cache_dir" in line and str(blocker) in line
+    # a file where a folder under the cache should be
+    data["output"] = {"cache_dir": str(blocker / "sub")}
+    recipe.write_text(yaml.safe_dump(data))
+    assert main(["-q", "embed", str(recipe), "-o", str(tmp_path / "out2")]) == 2
+    assert str(blocker) in _one_sentence(capsys.readouterr().err)
+
+
+def test_unwritable_cache_is_exit_2_one_sentence(bert, tmp_path, capsys, monkeypatch):
+    """A read-only (or full) cache folder: chmod where it bites, else a simulated ENOSPC."""
+    cache = tmp_path / "ro-cache"
+    cache.mkdir()
+    recipe = _tiny_recipe(tmp_path, bert)
+    data = yaml.safe_load(recipe.read_text())
+    data["output"] = {"cache_dir": str(cache)}
+    recipe.write_text(yaml.safe_dump(data))
+    cache.chmod(0o500)
+    try:
+        if os.access(cache, os.W_OK):  # root ignores the mode: simulate a full disk
+            import embedforensics.fileio as fileio
+
+            real = fileio.tempfile.mkstemp
+
+            def no_space(*args, **kwargs):
+                if str(cache) in str(kwargs.get("dir", "")):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(fileio.tempfile, "mkstemp", no_space)
+        code = main(["-q", "embed", str(recipe), "-o", str(tmp_path / "out")])
+    finally:
+        cache.chmod(0o700)
+    assert code == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "output.cache_dir" in line and str(cache) in line
+    assert not list(cache.rglob(".tmp-*"))
