@@ -318,3 +318,122 @@ def test_unwritable_cache_is_exit_2_one_sentence(bert, tmp_path, capsys, monkeyp
     line = _one_sentence(capsys.readouterr().err)
     assert "output.cache_dir" in line and str(cache) in line
     assert not list(cache.rglob(".tmp-*"))
+
+
+# =========================================================================== checkpoints
+
+
+def _head(path: Path) -> Path:
+    from embedforensics.compare.heads import save_head, train_head
+    from embedforensics.recipe.compare_spec import HeadGroupSpec
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    X = (rng.normal(size=(40, 8)) + y[:, None]).astype(np.float32)
+    settings = HeadGroupSpec(name="g", epochs=2, batch_size=16).training_settings()
+    module, info = train_head(X, y, 2, settings, seed=0)
+    return save_head(path, module, {"kind": "logistic", "input_dim": 8,
+                                    "classes": ["a", "b"], "training": settings})
+
+
+def _edit_config(path: Path, **changes) -> None:
+    config = json.loads((path / "config.json").read_text())
+    for k, v in changes.items():
+        if v is _DROP:
+            config.pop(k)
+        else:
+            config[k] = v
+    (path / "config.json").write_text(json.dumps(config))
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize("breakage, words", [
+    ({"kind": "svm"}, "kind 'svm'"),
+    ({"input_dim": _DROP}, "input_dim None"),
+    ({"input_dim": "eight"}, "input_dim 'eight'"),
+    ({"input_dim": 9}, "do not fit"),  # the weights are [2, 8]
+    ({"classes": "ab"}, "classes 'ab'"),
+    ({"classes": ["a", "b", "c"]}, "do not fit"),
+    ({"classes": []}, "classes []"),
+    ({"training": {"hidden": -1}, "kind": "mlp"}, "training.hidden -1"),
+    ("garbage-weights", "unreadable model.safetensors"),
+    ("no-weights", "unreadable model.safetensors"),
+])
+def test_malformed_head_is_one_sentence_naming_folder_and_key(tmp_path, breakage, words):
+    from embedforensics.compare.heads import load_scorer
+
+    head = _head(tmp_path / "head")
+    if breakage == "garbage-weights":
+        (head / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    elif breakage == "no-weights":
+        (head / "model.safetensors").unlink()
+    else:
+        _edit_config(head, **breakage)
+    with pytest.raises(UserError) as err:
+        load_scorer(head, file="r.yaml", key="compare.reference")
+    text = str(err.value)
+    assert text.startswith("r.yaml: compare.reference: ") and str(head) in text
+    assert words in text and "\n" not in text
+
+
+def test_checkpoint_with_custom_code_is_refused_without_running_or_prompting(tmp_path):
+    from embedforensics.compare.heads import load_scorer
+    from tests.compare.test_heads import build_tiny_classifier
+
+    clf = build_tiny_classifier(tmp_path / "clf", ["a", "b"])
+    marker = tmp_path / "code-ran"
+    config = json.loads((clf / "config.json").read_text())
+    config["model_type"] = "x-custom"
+    config["auto_map"] = {"AutoConfig": "configuration_x.XConfig",
+                          "AutoModelForSequenceClassification": "modeling_x.XModel"}
+    (clf / "config.json").write_text(json.dumps(config))
+    for name in ("configuration_x.py", "modeling_x.py"):
+        (clf / name).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    with pytest.raises(UserError) as err:
+        load_scorer(clf, file="r.yaml", key="compare.candidates.x")
+    assert "own Python code" in str(err.value) and str(clf) in str(err.value)
+    assert "compare.candidates.x" in str(err.value)
+    assert not marker.exists()
+
+
+class _Payload:
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "pickle ran"))
+
+
+def test_pickle_payload_is_refused_by_weights_only_loading(tmp_path):
+    import torch
+
+    from embedforensics.compare.heads import load_scorer
+    from tests.compare.test_heads import build_tiny_classifier
+
+    clf = build_tiny_classifier(tmp_path / "clf", ["a", "b"])
+    (clf / "model.safetensors").unlink()
+    payload = _Payload()
+    payload.marker = str(tmp_path / "pickle-ran")
+    torch.save({"bert.embeddings.word_embeddings.weight": payload}, clf / "pytorch_model.bin")
+    scorer = load_scorer(clf, file="r.yaml", key="compare.reference")
+    with pytest.raises(UserError, match="holds more than tensors") as err:
+        scorer.logits(texts=["a cat"])
+    assert str(clf) in str(err.value)
+    assert not (tmp_path / "pickle-ran").exists()
+
+
+def test_nan_logits_name_the_checkpoint_not_the_method(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from tests.compare.test_compare_only import _compare_only
+
+    recipe = _compare_only(tmp_path)
+    cand = tmp_path / "ckpt" / "cand-0"
+    state = load_file(str(cand / "model.safetensors"))
+    state["classifier.bias"] = state["classifier.bias"] * float("nan")
+    save_file(state, str(cand / "model.safetensors"), metadata={"format": "pt"})
+    assert main(["-q", "compare", str(recipe), "-o", str(tmp_path / "out")]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert str(cand) in line and "non-finite logit" in line
+    assert "compare.candidates" in line and "compare.methods" not in line

@@ -320,8 +320,20 @@ def score_models(ctx: StudyContext, paths: list[Path], data: Prepared, key: str,
         if hit is not None and hit[0].shape[1] == len(order):
             logits, cached = hit[0], True
         else:
-            logits = scorer.logits(X=X, texts=texts, batch_size=cmp.batch_size,
-                                   max_length=max_length)
+            try:
+                logits = scorer.logits(X=X, texts=texts, batch_size=cmp.batch_size,
+                                       max_length=max_length)
+            except (RuntimeError, IndexError, ValueError) as exc:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise UserError(f"the checkpoint '{path}' fails to score the test rows "
+                                f"({type(exc).__name__}: {first}).", file=file,
+                                key=key) from None
+            bad = int(np.count_nonzero(~np.isfinite(logits)))
+            if bad:  # blame the checkpoint, before anything is cached or compared
+                raise UserError(f"the checkpoint '{path}' gives {bad} non-finite logit(s) "
+                                f"(NaN or inf) on the {test.size} test rows; its weights are "
+                                "broken (NaN/inf) or overflow in its dtype.", file=file,
+                                key=key)
             cached = False
             if cache is not None:
                 cache.save(ck, logits, text_fingerprint=data_fp,

@@ -216,20 +216,75 @@ class Scorer:
             return np.concatenate(parts).astype(np.float32)
 
 
-def load_head(directory: str | Path) -> Scorer:
-    """Load a head saved by :func:`save_head`."""
-    from safetensors.torch import load_file
+HEAD_KINDS = ("logistic", "mlp")
 
+
+def load_head(directory: str | Path, *, file: str | None = None, key: str | None = None
+              ) -> Scorer:
+    """Load a head saved by :func:`save_head`; a malformed one (an unknown kind, a missing
+    or wrong ``input_dim``, ``classes`` that are not a list of names, weights that are not
+    safetensors or do not fit the config) is a one-sentence UserError naming the folder."""
     path = Path(directory)
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    module = build_head(config["kind"], int(config["input_dim"]), len(config["classes"]),
-                        int(config.get("training", {}).get("hidden", 64)))
-    module.load_state_dict(load_file(str(path / "model.safetensors")))
+
+    def bad(message: str) -> UserError:
+        return UserError(f"the head checkpoint '{path}' {message}", file=file, key=key)
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise bad(f"has an unreadable config.json ({_first_line(exc)}).") from None
+    if not isinstance(config, dict):
+        raise bad("has a config.json that is not a JSON object.")
+    kind = config.get("kind")
+    if kind not in HEAD_KINDS:
+        raise bad(f"has kind {kind!r} in its config.json; expected one of "
+                  f"{', '.join(HEAD_KINDS)}.")
+    input_dim = config.get("input_dim")
+    if not _positive_int(input_dim):
+        raise bad(f"has input_dim {input_dim!r} in its config.json; expected a positive "
+                  "integer (the embedding dimension).")
+    classes = config.get("classes")
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)
+            or len({str(c) for c in classes}) != len(classes)):
+        raise bad(f"has classes {_short(classes)} in its config.json; expected a list of "
+                  "distinct class names.")
+    training = config.get("training", {})
+    hidden = training.get("hidden", 64) if isinstance(training, dict) else None
+    if not _positive_int(hidden):
+        raise bad(f"has training.hidden {_short(hidden)} in its config.json; expected a "
+                  "positive integer.")
+    module = build_head(kind, int(input_dim), len(classes), int(hidden))
+    weights = path / "model.safetensors"
+    try:
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error type, OSError, ...
+        raise bad(f"has an unreadable model.safetensors ({_first_line(exc)}).") from None
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise bad(f"has weights that do not fit a {kind} head with input_dim {input_dim} "
+                  f"and {len(classes)} classes ({_first_line(exc)}).") from None
     module.eval()
-    return Scorer(path, config["kind"], list(config["classes"]),
-                  files_fingerprint(path / "model.safetensors", path / "config.json"),
-                  "embeddings",
-                  config, module)
+    return Scorer(path, kind, [str(c) for c in classes],
+                  files_fingerprint(weights, path / "config.json"), "embeddings", config,
+                  module)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_head(directory: Path) -> bool:
@@ -264,7 +319,7 @@ def load_scorer(directory: str | Path, *, file: str | None = None, key: str | No
         raise UserError(f"'{path}' is not a checkpoint folder (no config.json or "
                         "adapter_config.json).", file=file, key=key)
     if is_head(path):
-        return load_head(path)
+        return load_head(path, file=file, key=key)
     # imported here: hf_checkpoints builds on this module's Scorer
     from embedforensics.compare.hf_checkpoints import load_hf_checkpoint
 

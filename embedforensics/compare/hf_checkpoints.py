@@ -256,12 +256,26 @@ def _classes(config_dir: Path, *, file: str | None, key: str | None
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(str(config_dir))
-    except (OSError, ValueError, KeyError) as exc:
+        # never runs a folder's own code (and never prompts for it): refused below
+        config = AutoConfig.from_pretrained(str(config_dir), trust_remote_code=False)
+        id2label = {int(k): str(v) for k, v in config.id2label.items()}
+        classes = [id2label[i] for i in range(len(id2label))]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        _refuse_custom_code(exc, config_dir, file=file, key=key)
         raise UserError(f"cannot read the config of '{config_dir}': "
-                        f"{str(exc).splitlines()[0]}", file=file, key=key) from None
-    id2label = {int(k): str(v) for k, v in config.id2label.items()}
-    return [id2label[i] for i in range(len(id2label))], config.model_type
+                        f"{_first_line(exc)}", file=file, key=key) from None
+    return classes, config.model_type
+
+
+def _refuse_custom_code(exc: BaseException, folder: Path, *, file: str | None,
+                        key: str | None) -> None:
+    """Raise the one sentence for a checkpoint that needs its own Python code, which
+    ``compare`` never runs (transformers' trust_remote_code), when ``exc`` says so."""
+    if "trust_remote_code" in str(exc) or "custom code" in str(exc):
+        raise UserError(f"'{folder}' needs its own Python code to load (an auto_map naming "
+                        "modeling files, i.e. trust_remote_code); compare never runs a "
+                        "checkpoint's code: save it as a standard transformers architecture "
+                        "instead.", file=file, key=key) from None
 
 
 # --------------------------------------------------------------------------- locating
@@ -455,8 +469,9 @@ def _load_model(found: Located, classes: list[str], *, file: str | None,
         try:
             # weights_only=True: a pytorch_model.bin may hold tensors only
             return AutoModelForSequenceClassification.from_pretrained(
-                str(found.folder), weights_only=True)
+                str(found.folder), weights_only=True, trust_remote_code=False)
         except errors as exc:
+            _refuse_custom_code(exc, found.folder, file=file, key=key)
             if _refused_pickle(exc):
                 raise UserError(f"'{found.folder}' holds more than tensors in its "
                                 f"{found.files[0].name} (refused: .bin weights are read with "
@@ -469,7 +484,8 @@ def _load_model(found: Located, classes: list[str], *, file: str | None,
     labels = dict(enumerate(classes))
     try:
         base, info = AutoModelForSequenceClassification.from_pretrained(
-            str(found.base), weights_only=True, num_labels=len(classes), id2label=labels,
+            str(found.base), weights_only=True, trust_remote_code=False,
+            num_labels=len(classes), id2label=labels,
             label2id={v: k for k, v in labels.items()}, ignore_mismatched_sizes=True,
             output_loading_info=True)
         # a base classifier with another number of classes: its head is re-made (random)
@@ -479,6 +495,7 @@ def _load_model(found: Located, classes: list[str], *, file: str | None,
                               file=file, key=key)
         model = PeftModel.from_pretrained(base, str(found.folder), is_trainable=False)
     except errors as exc:
+        _refuse_custom_code(exc, found.base or found.folder, file=file, key=key)
         raise UserError(f"cannot load the adapter '{found.folder}' on its base model "
                         f"'{found.base_ref}': {_first_line(exc)}", file=file, key=key) from None
     merge = getattr(model, "merge_and_unload", None)
@@ -522,7 +539,8 @@ def _load_tokenizer(found: Located, *, file: str | None, key: str | None) -> Any
 
     tok = found.tokenizer
     try:
-        return AutoTokenizer.from_pretrained(str(tok.folder))
+        return AutoTokenizer.from_pretrained(str(tok.folder), trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
+        _refuse_custom_code(exc, Path(tok.folder), file=file, key=key)
         raise UserError(f"cannot load the tokenizer of '{found.folder}' from {tok.folder} "
                         f"({tok.source}): {_first_line(exc)}", file=file, key=key) from None
