@@ -287,9 +287,11 @@ def _load(resolved: ResolvedSource, spec: SourceSpec, *, file: str | None, key: 
             f"{str(exc).splitlines()[0] if str(exc) else ''}.", file=file, key=key) from None
 
 
-def _mask_for(values: Sequence[Any], clause: WhereClause) -> np.ndarray:
+def _mask_for(values: Sequence[Any], clause: WhereClause, *, column: str = "",
+              file: str | None = None, key: str = "") -> np.ndarray:
     """Boolean mask for one column under a ``where`` clause (all its operators must hold),
-    computed block by block so a large Arrow column is never converted whole."""
+    computed block by block so a large Arrow column is never converted whole. A comparison
+    the column's values cannot make (``gt: 5`` on text) is a UserError naming the key."""
     checks = {
         "eq": lambda v, a: v == a, "ne": lambda v, a: v != a,
         "in_": lambda v, a: v in a, "not_in": lambda v, a: v not in a,
@@ -302,26 +304,72 @@ def _mask_for(values: Sequence[Any], clause: WhereClause) -> np.ndarray:
     tests = [(checks[name], getattr(clause, name)) for name in clause.model_fields_set]
     mask = np.ones(len(values), dtype=bool)
     for start, block in iter_blocks(values):
-        mask[start:start + len(block)] = [all(bool(test(v, arg)) for test, arg in tests)
-                                          for v in block]
+        try:
+            mask[start:start + len(block)] = [all(bool(test(v, arg)) for test, arg in tests)
+                                              for v in block]
+        except TypeError:
+            _raise_bad_comparison(block, start, tests, clause, column=column, file=file,
+                                  key=key)
     return mask
+
+
+def _raise_bad_comparison(block: Sequence[Any], start: int, tests: list[Any],
+                          clause: WhereClause, *, column: str, file: str | None,
+                          key: str) -> None:
+    """Name the operator and the first row whose value it cannot compare."""
+    names = list(clause.model_fields_set)
+    for j, value in enumerate(block):
+        for name, (test, arg) in zip(names, tests, strict=True):
+            try:
+                test(value, arg)
+            except TypeError:
+                shown = repr(value)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                op = clause.model_fields[name].alias or name
+                hint = (" (for the length of a text use min_length / max_length)"
+                        if isinstance(value, str) else "")
+                raise UserError(
+                    f"'{op}: {arg!r}' cannot be compared with column '{column}', which holds "
+                    f"{type(value).__name__} values (row {start + j}: {shown}){hint}.",
+                    file=file, key=f"{key}.where.{column}.{op}") from None
+    raise UserError(f"the 'where' filter on column '{column}' cannot be applied to its "
+                    "values.", file=file, key=f"{key}.where.{column}")
 
 
 def _empty_texts(texts: Sequence[Any], keep: np.ndarray, *, column: str, file: str | None,
                  key: str) -> np.ndarray:
-    """Kept rows whose text is blank; a kept row that is not text at all is a UserError."""
+    """Kept rows whose text is blank; a kept row that is not text at all, or (outside
+    Arrow, which holds only valid UTF-8) not valid Unicode, is a UserError."""
+    check_unicode = not isinstance(texts, ArrowColumn)
     empty = np.zeros(len(texts), dtype=bool)
     for start, block in iter_blocks(texts):
         for j, text in enumerate(block):
             if not keep[start + j]:
                 continue
             if not isinstance(text, str):
+                shown = repr(text)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise UserError(
                     f"column '{column}' must hold text; row {start + j} holds "
-                    f"{type(text).__name__} {text!r}.", file=file, key=f"{key}.text_column")
+                    f"{type(text).__name__} {shown}.", file=file, key=f"{key}.text_column")
             if not text.strip():
                 empty[start + j] = True
+            elif check_unicode and not text.isascii():
+                check_encodable(text, row=start + j, what=f"column '{column}'", file=file,
+                                key=f"{key}.text_column")
     return empty
+
+
+def check_encodable(text: str, *, row: int, what: str, file: str | None, key: str) -> None:
+    """Refuse a text that is not valid Unicode (a lone surrogate such as ``\\ud800``, which
+    no tokenizer, cache or report can encode as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(
+            f"{what} row {row} holds a lone surrogate {text[exc.start]!r} at character "
+            f"{exc.start}, which is not valid Unicode text; remove it or fix the encoding.",
+            file=file, key=key) from None
 
 
 def build_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, seed: int,
@@ -409,7 +457,7 @@ def _where_mask(spec: SourceSpec, table: dict[str, Any], n_rows: int, *, file: s
                         file=file, key=key)
     keep = np.ones(n_rows, dtype=bool)
     for column, clause in spec.where.items():
-        keep &= _mask_for(table[column], clause)
+        keep &= _mask_for(table[column], clause, column=column, file=file, key=key)
     stats["removed_by_where"] = int(n_rows - keep.sum())
     if spec.where and not keep.any():
         raise UserError(f"no rows are left after the 'where' filter ({n_rows} rows before).",
@@ -443,6 +491,47 @@ def _build_image_source_data(spec: SourceSpec, table: dict[str, list[Any]], *, s
     return SourceData(
         source_id=str(spec.id), label=spec.label, ids=ids, texts=[r.name for r in images],
         meta=meta, stats=stats, origin=origin, modality="image", images=images)
+
+
+def _check_arrow_columns(ds: Any, spec: SourceSpec, resolved: ResolvedSource, *,
+                         file: str | None, key: str) -> None:
+    """Refuse data that would fail (or be silently misread) later: text columns holding
+    bytes that are not UTF-8 (Arrow's JSON reader does not check), and a text column of
+    mixed JSON values (``datasets`` keeps those as JSON strings, so dicts and lists would be
+    embedded as their JSON text)."""
+    import pyarrow as pa
+
+    for name in ds.column_names:
+        column = ds.data.column(name)
+        col_key = f"{key}.text_column" if name == spec.text_column else key
+        if name == spec.text_column and spec.modality != "image" and isinstance(
+                column.type, pa.BaseExtensionType):
+            row, value = next(((i, v) for i, v in enumerate(_json_values(column))
+                               if not isinstance(v, str)), (0, None))
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UserError(
+                f"column '{name}' of {resolved.description} must hold text; row {row} holds "
+                f"{type(value).__name__} {shown}.", file=file, key=col_key)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid:
+            bad = _find_undecodable(resolved.local_files)
+            where = (f"'{bad[0]}' has bytes that are not UTF-8 (at byte {bad[1]}, in column "
+                     f"'{name}')" if bad else
+                     f"column '{name}' of {resolved.description} has bytes that are not UTF-8")
+            raise UserError(f"{where}; re-encode the file as UTF-8.", file=file,
+                            key=col_key) from None
+
+
+def _json_values(column: Any) -> Any:
+    """The values of an Arrow JSON-extension column, decoded one by one."""
+    for chunk in column.chunks:
+        storage = getattr(chunk, "storage", chunk)
+        for text in storage.to_pylist():
+            yield None if text is None else json.loads(text)
 
 
 class ArrowImageColumn(ArrowColumn):
@@ -508,6 +597,7 @@ def load_hf_source(spec: SourceSpec, base_dir: Path, *, seed: int, file: str | N
                       where_from=resolved.description)
     if getattr(ds, "_indices", None) is not None:
         ds = ds.flatten_indices()
+    _check_arrow_columns(ds, spec, resolved, file=file, key=key)
     # every column stays in datasets' memory-mapped Arrow: filters read it block by block
     # and the source keeps views of the rows selected (embedforensics.sources.columns),
     # so a corpus of millions of rows is never turned into Python objects whole
