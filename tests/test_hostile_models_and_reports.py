@@ -437,3 +437,116 @@ def test_nan_logits_name_the_checkpoint_not_the_method(tmp_path, capsys):
     line = _one_sentence(capsys.readouterr().err)
     assert str(cand) in line and "non-finite logit" in line
     assert "compare.candidates" in line and "compare.methods" not in line
+
+
+# =========================================================================== one failure alone
+
+
+def _run_recipe(tmp_path: Path, model: Path, sources: list, probes: list, **extra) -> Path:
+    data = {"version": 1, "name": "alone", "seed": 0,
+            "model": {"id": str(model), "batch_size": 4}, "sources": sources,
+            "probes": probes, **extra}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_one_text_per_label_cluster_probe_still_reports(bert_template, tmp_path, capsys):
+    sources = [{"label": "animals", "texts": TEXTS_A[:1]},
+               {"label": "finance", "texts": TEXTS_B[:1]},
+               {"label": "other", "texts": ["the red house"]}]
+    recipe = _run_recipe(tmp_path, bert_template, sources, ["cluster", "pca"])
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(recipe), "-o", str(out)]) == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    by_name = {p["probe"]: p for p in results["probes"]}
+    assert by_name["cluster"]["error"] is None
+    assert "HDBSCAN skipped" in by_name["cluster"]["summary"]
+    assert by_name["pca"]["error"] is None
+
+
+def test_a_probe_raising_a_library_error_fails_alone(bert_template, tmp_path, capsys,
+                                                     monkeypatch):
+    from embedforensics.probes.pca import PCAProbe
+
+    def broken(self, X, y, **context):
+        raise np.linalg.LinAlgError("SVD did not converge\nsecond line")
+
+    monkeypatch.setattr(PCAProbe, "_fit", broken)
+    sources = [{"label": "animals", "texts": TEXTS_A}, {"label": "finance", "texts": TEXTS_B}]
+    recipe = _run_recipe(tmp_path, bert_template, sources,
+                         ["pca", {"name": "linear", "n_folds": 2}])
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(recipe), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "LinAlgError: SVD did not converge" in err
+    results = json.loads((out / "results.json").read_text())
+    by_name = {p["probe"]: p for p in results["probes"]}
+    assert by_name["pca"]["error"] == "LinAlgError: SVD did not converge"
+    assert by_name["linear"]["error"] is None and by_name["linear"]["metrics"]
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+
+
+def test_mathtext_label_is_drawn_literally_and_results_written(bert_template, tmp_path,
+                                                               capsys):
+    label = "$\\notacommand{x}$"
+    sources = [{"label": label, "texts": TEXTS_A}, {"label": "$x^$", "texts": TEXTS_B}]
+    recipe = _run_recipe(tmp_path, bert_template, sources, ["pca", "cluster"])
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(recipe), "-o", str(out)]) == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert all(p["error"] is None for p in results["probes"])
+    assert len(list((out / "plots").glob("*.png"))) == sum(
+        len(p["plots"]) for p in results["probes"])
+
+
+def test_render_plot_never_raises_and_reports_note_the_skipped_plot(tmp_path, caplog):
+    from embedforensics.report.plots import render_plot
+
+    assert render_plot({"kind": "bar", "title": "$\\frac{", "xlabel": "$\\bad$",
+                        "data": {"x": ["$\\notacommand{x}$"], "y": [1.0]}}) is not None
+    # data that cannot be drawn: skipped with a logged reason
+    assert render_plot({"kind": "scatter", "title": "broken",
+                        "data": {"x": [1, 2], "y": [1], "labels": ["a", "b"]}}) is None
+    assert "could not be drawn" in caplog.text
+
+
+def test_a_plot_that_cannot_be_drawn_is_skipped_with_a_note(bert_template, tmp_path, capsys,
+                                                            monkeypatch):
+    import embedforensics.report.plots as plots
+
+    real = plots._draw
+
+    def flaky(plot):
+        if plot.get("kind") == "matrix":
+            raise RuntimeError("cannot draw this")
+        return real(plot)
+
+    monkeypatch.setattr(plots, "_draw", flaky)
+    sources = [{"label": "animals", "texts": TEXTS_A}, {"label": "finance", "texts": TEXTS_B}]
+    recipe = _run_recipe(tmp_path, bert_template, sources, ["pca", "cluster"])
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(recipe), "-o", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "results.json").is_file()
+    assert "could not be drawn and was skipped" in (out / "report.md").read_text()
+    assert "could not be drawn and was skipped" in (out / "report.html").read_text()
+
+
+def test_report_md_escapes_data_derived_strings(bert_template, tmp_path, capsys):
+    (tmp_path / "a.csv").write_text(
+        "<b>body</b>,<script>alert(1)</script>\n"
+        + "".join(f"{t},x\n" for t in TEXTS_A), encoding="utf-8")
+    sources = [{"label": "<script>alert('label')</script>", "path": "a.csv",
+                "text_column": "<b>body</b>"},
+               {"label": "*bold* [link](http://evil) | cell", "texts": TEXTS_B}]
+    recipe = _run_recipe(tmp_path, bert_template, sources, ["pca"],
+                         description="# Heading\n<img src=x onerror=alert(1)> ![i](http://x)")
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(recipe), "-o", str(out)]) == 0, capsys.readouterr().err
+    md = (out / "report.md").read_text()
+    for raw in ("<script", "<img", "<b>", "[link](http://evil)", "![i](http://x)"):
+        assert raw not in md, raw
+    assert "\n# Heading" not in md
+    finding = next(ln for ln in md.splitlines() if ln.startswith("**Finding.**"))
+    assert "<" not in finding
+    assert "&lt;script>" in md

@@ -177,9 +177,17 @@ class ClusterProbe(Probe):
         wanted = [m for m in METHODS[1:] if self.methods in ("all", m)]
         metrics: dict[str, Metric] = {}
         rows: list[list[Any]] = []
+        self.skipped_: list[str] = []
         for method in wanted:
             deterministic = method in ("agglomerative", "hdbscan")
             capped = deterministic and len(y) > self.max_rows
+            if method == "hdbscan" and min(len(y), self.max_rows) < self.min_cluster_size:
+                # HDBSCAN cannot form a cluster of min_cluster_size from fewer rows
+                # (scikit-learn raises); say so instead of failing the whole probe
+                self.skipped_.append(
+                    f"HDBSCAN skipped: {len(y)} rows, fewer than min_cluster_size "
+                    f"{self.min_cluster_size}")
+                continue
             seeds = child_seeds(self.seed + 1, self.n_seeds if (capped or not deterministic)
                                 else 1)
             scores: dict[str, list[float]] = {m: [] for m in ("ari", "nmi", "purity",
@@ -319,6 +327,8 @@ class ClusterProbe(Probe):
         if other_rows:
             others = ", ".join(f"{r[0]} {r[3]:.2f}" for r in other_rows)
             summary = summary[:-1] + f"; other methods' ARI: {others}."
+        if self.skipped_:
+            summary = summary[:-1] + "; " + "; ".join(self.skipped_) + "."
         if self.factors:
             f_metrics, tables["factors"], clause = self._factor_analysis(
                 X, y, {k: [run[2] for run in runs]})

@@ -30,6 +30,11 @@ td.text{max-width:520px}
 """
 
 
+def skipped_plot_note(title: str) -> str:
+    """The reports' line for a plot that could not be drawn."""
+    return f"Plot '{title}' could not be drawn and was skipped (the log says why)."
+
+
 def _table(columns: list[Any], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join(
@@ -112,6 +117,8 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
                 data = base64.b64encode(png).decode("ascii")
                 parts.append(f"<figure><img alt='{escape(plot.title, True)}' "
                              f"src='data:image/png;base64,{data}'></figure>")
+            else:  # render_plot could not draw it (the reason is in the log)
+                parts.append(f"<p class=muted>{escape(skipped_plot_note(plot.title))}</p>")
         for name, table in probe.tables.items():
             if isinstance(table, dict) and "columns" in table and "rows" in table:
                 parts.append(f"<h3>{escape(str(name).replace('_', ' '))}</h3>")

@@ -1,11 +1,26 @@
-"""Draw probe plot data (scatter, bar, matrix, lines) as PNG bytes with matplotlib (Agg)."""
+"""Draw probe plot data (scatter, bar, matrix, lines) as PNG bytes with matplotlib (Agg).
+
+Every string in a plot (title, axis labels, tick labels, legend entries) comes from data or
+a recipe, so it is drawn literally: matplotlib's mathtext (``$...$``) and LaTeX are off
+while a plot is drawn (``text.parse_math=False``, ``text.usetex=False``), and a label such
+as ``$\\notacommand{x}$`` appears as written. A plot that still cannot be drawn is skipped
+(logged; the reports say so), never the end of the run.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from embedforensics.results import Plot
+
+log = logging.getLogger(__name__)
+
+#: matplotlib settings while drawing: every string literal, no LaTeX, whatever the user's
+#: matplotlibrc says
+_LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False,
+                 "axes.formatter.use_mathtext": False}
 
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
             "#7f7f7f", "#bcbd22", "#17becf"]
@@ -13,15 +28,29 @@ _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 
 def render_plot(plot: Plot | dict[str, Any]) -> bytes | None:
     """PNG bytes for one :class:`~embedforensics.results.Plot` (or its dict), or None for an
-    unknown kind."""
+    unknown kind or a plot that cannot be drawn (logged with the reason; the reports note
+    the plot as skipped)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    if isinstance(plot, Plot):
+        plot = plot.model_dump()
+    try:
+        with matplotlib.rc_context(_LITERAL_TEXT):
+            return _draw(plot)
+    except Exception as exc:  # noqa: BLE001 - one plot fails alone, the reports go on
+        first = (str(exc).strip().splitlines() or [""])[0]
+        log.warning("plot %r could not be drawn (%s: %s); skipped",
+                    str(plot.get("title", "")) if isinstance(plot, dict) else "",
+                    type(exc).__name__, first)
+        log.debug("plot failure", exc_info=True)
+        return None
+
+
+def _draw(plot: dict[str, Any]) -> bytes | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    if isinstance(plot, Plot):
-        plot = plot.model_dump()
     kind, data = plot.get("kind"), plot.get("data", {})
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     try:

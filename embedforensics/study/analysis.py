@@ -169,12 +169,23 @@ class ProbeAnalysis(Analysis):
                 extra["length_match"] = matched
             try:
                 probe = self.probe_cls(**self.params).fit(X[rows], labels[rows], **context)
-            except UserError as exc:
+            except Exception as exc:  # noqa: BLE001 - each probe fails alone (see below)
+                # a UserError is the probe's own sentence; anything else (scikit-learn's
+                # ValueError on degenerate data, LinAlgError, ...) is recorded with its type
+                # and first line, the traceback logged at debug level, so a real bug stays
+                # recognisable while every other probe still runs and reports
+                if isinstance(exc, UserError):
+                    error = exc.message
+                else:
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    error = f"{type(exc).__name__}: {first}" if first \
+                        else type(exc).__name__
+                    log.debug("probe %s failed", self.name, exc_info=True)
                 at = "" if layer is None else f" at layer {layer}"
-                message = f"{self.where} ({self.name}){at}: {exc.message}"
+                message = f"{self.where} ({self.name}){at}: {error}"
                 log.error(message)
                 out.failures.append(message)
-                out.results.append(AnalysisResult(probe=self.name, error=exc.message,
+                out.results.append(AnalysisResult(probe=self.name, error=error,
                                                   params={**self.params, **extra},
                                                   layer=layer))
                 continue
