@@ -2,9 +2,12 @@ r"""Representational similarity of two models (or layers) on the same inputs.
 
 Every measure takes ``X: [n, p1]`` and ``Y: [n, p2]`` — the hidden representations of the
 *same* ``n`` inputs, row ``i`` of ``X`` paired with row ``i`` of ``Y``; ``p1 ≠ p2`` is
-allowed — and returns a Python float. Inputs may be any array-like (numpy, CPU torch
-tensors, lists); they are copied to float64 and column-centred (``Xc = X − 1 x̄ᵀ``) before
-anything else, so every measure is invariant to translating either side. All are
+allowed — and returns a Python float. Inputs may be any array-like (numpy of any real
+dtype, torch tensors, lists); everything is computed in float64 on column-centred data
+(``Xc = X − 1 x̄ᵀ``), so every measure is invariant to translating either side. Where the
+feature-space formulas apply (``n`` large next to the widths), the centred cross-products
+are accumulated over chunks of 8,192 rows converted one at a time, so no float64 copy of a
+float32 input is ever made; otherwise (few rows, and for RBF CKA) the inputs are copied. All are
 deterministic (no random projections, no random restarts). Inputs are checked: 2-D, the same
 number of rows, finite, at least 2 rows (4 for the debiased estimators), and not constant
 (a representation with no variance has no similarity to anything: ``ValueError``).
@@ -91,7 +94,8 @@ Procrustes distance (Ding et al. 2021; Williams et al. 2021)
         d² = ‖X‖² + ‖Y‖² − 2 ‖Xᵀ Y‖_* = 2 − 2 ‖Xᵀ Y‖_*      (‖·‖_*: nuclear norm)
 
     ``procrustes_distance`` returns ``d`` in [0, √2] (``squared=True``: ``d²``), clipped at 0
-    against rounding. Cost: the ``p1 × p2`` cross-covariance and its singular values.
+    against rounding. Cost: the ``p1 × p2`` cross-covariance (streamed over row chunks) and its
+    singular values.
 
 Minibatch CKA
     :class:`MinibatchCKA` (and :func:`minibatch_linear_cka`) accumulate linear CKA over
@@ -139,26 +143,32 @@ _NULL_RTOL = 1e-10
 
 def _as_matrix(A: Any, name: str) -> np.ndarray:
     """A float64, C-contiguous copy of ``A`` (ours to modify), checked 2-D and finite."""
-    if hasattr(A, "detach"):  # torch tensors (CPU): avoid autograd and dtype surprises
-        A = A.detach().cpu().numpy()
-    arr = np.array(A, dtype=np.float64, order="C", copy=True)
+    arr = np.array(_as_view(A, name), dtype=np.float64, order="C", copy=True)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _as_view(A: Any, name: str) -> np.ndarray:
+    """``A`` as a 2-D numeric numpy array, without copying numpy input (finiteness unchecked)."""
+    if hasattr(A, "detach"):  # torch tensors (any device, bf16/fp16 included)
+        A = A.detach().cpu().double().numpy()
+    arr = np.asarray(A)
+    if arr.dtype.kind not in "fiu":
+        arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (examples × features), got shape {arr.shape}"
         )
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {arr.shape})")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 
 
-def _check_pair(
-    X: Any, Y: Any, *, min_rows: int, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Validated, column-centred float64 copies of a paired ``(X, Y)``."""
-    Xa = _as_matrix(X, "X")
-    Ya = _as_matrix(Y, "Y")
+def _views(X: Any, Y: Any, *, min_rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated views of a paired ``(X, Y)``: 2-D, the same rows, at least ``min_rows``."""
+    Xa = _as_view(X, "X")
+    Ya = _as_view(Y, "Y")
     if Xa.shape[0] != Ya.shape[0]:
         raise ValueError(
             f"X and Y must hold the same inputs row for row: X has {Xa.shape[0]} rows, "
@@ -167,11 +177,71 @@ def _check_pair(
     n = Xa.shape[0]
     if n < min_rows:
         raise ValueError(f"{what} needs at least {min_rows} rows (examples), got {n}")
-    Xa -= Xa.mean(axis=0)
-    Ya -= Ya.mean(axis=0)
-    _check_variance(Xa, "X")
-    _check_variance(Ya, "Y")
     return Xa, Ya
+
+
+def _centred(Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-centred float64 copies, checked finite and non-constant."""
+    out = []
+    for A, name in ((Xa, "X"), (Ya, "Y")):
+        Ac = _as_matrix(A, name)
+        Ac -= Ac.mean(axis=0)
+        _check_variance(Ac, name)
+        out.append(Ac)
+    return out[0], out[1]
+
+
+def _check_pair(
+    X: Any, Y: Any, *, min_rows: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated, column-centred float64 copies of a paired ``(X, Y)``."""
+    return _centred(*_views(X, Y, min_rows=min_rows, what=what))
+
+
+_CHUNK_ROWS = 8192
+"""Rows converted to float64 at a time when streaming feature-space moments."""
+
+
+class _Moments:
+    """Centred second moments of a pair, streamed over row chunks.
+
+    ``xx = XcᵀXc``, ``yy = YcᵀYc``, ``xy = XcᵀYc`` and (``rows=True``) the centred rows'
+    squared norms ``d``, ``e``. Two passes (column means, then products of exactly centred
+    float64 chunks), so the memory is ``O(p1² + p2² + p1 p2 + chunk · (p1 + p2))`` instead of
+    float64 copies of the inputs, and the numbers are those of the full centred products.
+    """
+
+    def __init__(self, Xa: np.ndarray, Ya: np.ndarray, *, rows: bool) -> None:
+        n, p1 = Xa.shape
+        p2 = Ya.shape[1]
+        self.n = n
+        mx, my = np.zeros(p1), np.zeros(p2)
+        for start in range(0, n, _CHUNK_ROWS):
+            for A, m, name in ((Xa, mx, "X"), (Ya, my, "Y")):
+                block = np.asarray(A[start : start + _CHUNK_ROWS], dtype=np.float64)
+                if not np.isfinite(block).all():
+                    raise ValueError(f"{name} contains NaN or infinite values")
+                m += block.sum(axis=0)
+        mx /= n
+        my /= n
+        self.xx, self.yy, self.xy = np.zeros((p1, p1)), np.zeros((p2, p2)), np.zeros((p1, p2))
+        self.d = np.empty(n) if rows else None
+        self.e = np.empty(n) if rows else None
+        for start in range(0, n, _CHUNK_ROWS):
+            xb = np.asarray(Xa[start : start + _CHUNK_ROWS], dtype=np.float64) - mx
+            yb = np.asarray(Ya[start : start + _CHUNK_ROWS], dtype=np.float64) - my
+            self.xx += xb.T @ xb
+            self.yy += yb.T @ yb
+            self.xy += xb.T @ yb
+            if rows:
+                self.d[start : start + len(xb)] = _row_sq_norms(xb)
+                self.e[start : start + len(yb)] = _row_sq_norms(yb)
+        for C, name in ((self.xx, "X"), (self.yy, "Y")):
+            if not np.any(np.diag(C) > 0):
+                raise ValueError(
+                    f"{name} is constant across examples (no variance after centring): "
+                    "its similarity to anything is undefined"
+                )
 
 
 def _check_variance(Ac: np.ndarray, name: str) -> None:
@@ -225,13 +295,20 @@ def _linear_hsic_terms(
         kl, kk, ll = float(np.vdot(K, L)), float(np.vdot(K, K)), float(np.vdot(L, L))
         d, e = np.diag(K).copy(), np.diag(L).copy()
     else:
-        xy = Xc.T @ Yc
-        xx = Xc.T @ Xc
-        yy = Yc.T @ Yc
-        kl, kk, ll = float(np.vdot(xy, xy)), float(np.vdot(xx, xx)), float(np.vdot(yy, yy))
-        d, e = _row_sq_norms(Xc), _row_sq_norms(Yc)
+        mo = _Moments(Xc, Yc, rows=debiased)
+        return _linear_hsic_from_moments(mo, debiased=debiased)
     if not debiased:
         return kl, kk, ll
+    return _debias(kl, d, e, n), _debias(kk, d, d, n), _debias(ll, e, e, n)
+
+
+def _linear_hsic_from_moments(mo: _Moments, *, debiased: bool) -> tuple[float, float, float]:
+    kl = float(np.vdot(mo.xy, mo.xy))
+    kk = float(np.vdot(mo.xx, mo.xx))
+    ll = float(np.vdot(mo.yy, mo.yy))
+    if not debiased:
+        return kl, kk, ll
+    d, e, n = mo.d, mo.e, mo.n
     return _debias(kl, d, e, n), _debias(kk, d, d, n), _debias(ll, e, e, n)
 
 
@@ -243,13 +320,20 @@ def linear_cka(X: Any, Y: Any, debiased: bool = False) -> float:
     (see the module docstring for the formula), so that independent representations score
     ≈ 0 even when ``n`` is small relative to the number of features (it can then be slightly
     negative). Invariant to orthogonal transforms and isotropic scaling of either side, not to
-    general invertible linear maps. Memory: ``p × p`` products for ``n ≫ p``, never ``n × n``.
+    general invertible linear maps. Memory: ``p × p`` products accumulated over row chunks for
+    ``n ≫ p`` (no float64 copy of the inputs), never ``n × n``.
 
     Raises ``ValueError`` for mismatched rows, non-2-D or non-finite input, constant input,
     or fewer than 2 rows (4 when debiased).
     """
-    Xc, Yc = _check_pair(X, Y, min_rows=4 if debiased else 2, what="linear_cka")
-    return _cka_ratio(*_linear_hsic_terms(Xc, Yc, debiased=debiased), what="linear_cka")
+    Xa, Ya = _views(X, Y, min_rows=4 if debiased else 2, what="linear_cka")
+    n, p1, p2 = Xa.shape[0], Xa.shape[1], Ya.shape[1]
+    if _sample_space(n, p1, p2):
+        Xc, Yc = _centred(Xa, Ya)
+        terms = _linear_hsic_terms(Xc, Yc, debiased=debiased, sample_space=True)
+    else:
+        terms = _linear_hsic_from_moments(_Moments(Xa, Ya, rows=debiased), debiased=debiased)
+    return _cka_ratio(*terms, what="linear_cka")
 
 
 # --------------------------------------------------------------------------- RBF CKA
@@ -430,8 +514,8 @@ def _check_keep(keep: Any, p: int, n: int, name: str) -> float | int:
 
 
 def _cca(
-    Xc: np.ndarray,
-    Yc: np.ndarray,
+    Xa: np.ndarray,
+    Ya: np.ndarray,
     keep_x: float | int,
     keep_y: float | int,
     *,
@@ -441,13 +525,14 @@ def _cca(
     """Canonical correlations (decreasing) of the kept subspaces, and PWCCA's weights."""
     import scipy.linalg as sla
 
-    n, p1 = Xc.shape
-    p2 = Yc.shape[1]
+    n, p1 = Xa.shape
+    p2 = Ya.shape[1]
     if sample_space is None:
         # thin SVDs of the n × p inputs cost O(n p min(n, p)), the feature path's
         # eigen-decompositions O(p³) after O(n p²) products: measured crossover n ≈ (p1+p2)/2
         sample_space = 2 * n < p1 + p2
     if sample_space:
+        Xc, Yc = _centred(Xa, Ya)
         Ux, sx, _ = sla.svd(Xc, full_matrices=False, lapack_driver="gesdd")
         Uy, sy, _ = sla.svd(Yc, full_matrices=False, lapack_driver="gesdd")
         kx = _n_kept(sx * sx, keep_x, p1, n, "X")
@@ -459,9 +544,8 @@ def _cca(
             H, Z = (Qx @ A, Xc) if kx <= ky else (Qy @ Bt.T, Yc)
             alpha = np.abs(H.T @ Z).sum(axis=1)
     else:
-        Cxx = Xc.T @ Xc
-        Cyy = Yc.T @ Yc
-        Cxy = Xc.T @ Yc
+        mo = _Moments(Xa, Ya, rows=False)
+        Cxx, Cyy, Cxy = mo.xx, mo.yy, mo.xy
         lx, Vx = sla.eigh(Cxx)
         ly, Vy = sla.eigh(Cyy)
         lx, Vx = np.clip(lx[::-1], 0.0, None), Vx[:, ::-1]
@@ -490,11 +574,11 @@ def svcca(X: Any, Y: Any, keep: float | int = 0.99) -> float:
     and isotropic scaling (the principal directions move with them). See the module docstring
     for the numerics (no covariance inverses, so no NaN from rank deficiency).
     """
-    Xc, Yc = _check_pair(X, Y, min_rows=2, what="svcca")
-    n = Xc.shape[0]
-    kx = _check_keep(keep, Xc.shape[1], n, "X")
-    ky = _check_keep(keep, Yc.shape[1], n, "Y")
-    rho, _ = _cca(Xc, Yc, kx, ky, weights=False)
+    Xa, Ya = _views(X, Y, min_rows=2, what="svcca")
+    n = Xa.shape[0]
+    kx = _check_keep(keep, Xa.shape[1], n, "X")
+    ky = _check_keep(keep, Ya.shape[1], n, "Y")
+    rho, _ = _cca(Xa, Ya, kx, ky, weights=False)
     return float(np.mean(rho))
 
 
@@ -512,11 +596,11 @@ def pwcca(X: Any, Y: Any, keep: float | int = 1.0) -> float:
     the two subspaces intersect and several correlations are exactly 1 (CCA over-fits: use
     more rows than the two widths together, or a ``keep`` below 1).
     """
-    Xc, Yc = _check_pair(X, Y, min_rows=2, what="pwcca")
-    n = Xc.shape[0]
-    kx = _check_keep(keep, Xc.shape[1], n, "X")
-    ky = _check_keep(keep, Yc.shape[1], n, "Y")
-    rho, alpha = _cca(Xc, Yc, kx, ky, weights=True)
+    Xa, Ya = _views(X, Y, min_rows=2, what="pwcca")
+    n = Xa.shape[0]
+    kx = _check_keep(keep, Xa.shape[1], n, "X")
+    ky = _check_keep(keep, Ya.shape[1], n, "Y")
+    rho, alpha = _cca(Xa, Ya, kx, ky, weights=True)
     assert alpha is not None
     total = float(alpha.sum())
     if total <= 0.0:  # cannot happen for non-constant input; guard against 0/0 anyway
@@ -537,10 +621,11 @@ def procrustes_distance(X: Any, Y: Any, squared: bool = False) -> float:
     """
     import scipy.linalg as sla
 
-    Xc, Yc = _check_pair(X, Y, min_rows=2, what="procrustes_distance")
-    nx = math.sqrt(float(np.vdot(Xc, Xc)))
-    ny = math.sqrt(float(np.vdot(Yc, Yc)))
-    nuclear = float(sla.svdvals(Xc.T @ Yc).sum()) / (nx * ny)
+    Xa, Ya = _views(X, Y, min_rows=2, what="procrustes_distance")
+    mo = _Moments(Xa, Ya, rows=False)
+    nx = math.sqrt(float(np.trace(mo.xx)))
+    ny = math.sqrt(float(np.trace(mo.yy)))
+    nuclear = float(sla.svdvals(mo.xy).sum()) / (nx * ny)
     d2 = max(2.0 - 2.0 * min(nuclear, 1.0), 0.0)
     return d2 if squared else math.sqrt(d2)
 

@@ -405,3 +405,32 @@ def test_deterministic_and_returns_python_floats():
     for fn in (linear_cka, rbf_cka, svcca, pwcca, procrustes_distance):
         a, b = fn(X, Y), fn(X.copy(), Y.copy())
         assert type(a) is float and a == b
+
+
+def test_accepts_torch_tensors_and_lists():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(18)
+    X, Y = _related(rng, n=40, p1=6, p2=5)
+    ref = linear_cka(X, Y)
+    assert linear_cka(torch.from_numpy(X).to(torch.bfloat16), Y) == pytest.approx(ref, abs=0.02)
+    assert linear_cka(torch.from_numpy(X), Y.tolist()) == pytest.approx(ref, abs=1e-12)
+
+
+def test_streamed_moments_equal_one_shot(monkeypatch):
+    rng = np.random.default_rng(19)
+    X, Y = _related(rng, n=103, p1=8, p2=6)
+    X32 = X.astype(np.float32)
+    fns = [lambda a, b: linear_cka(a, b, debiased=True), linear_cka, svcca, pwcca,
+           procrustes_distance]
+    whole = [fn(X32, Y) for fn in fns]
+    monkeypatch.setattr(rep, "_CHUNK_ROWS", 10)  # 11 chunks, the last one of 3 rows
+    for fn, ref in zip(fns, whole, strict=True):
+        assert fn(X32, Y) == pytest.approx(ref, abs=1e-12)
+    Xc = X32.astype(np.float64) - X32.astype(np.float64).mean(0)
+    mo = rep._Moments(X32, Y, rows=True)
+    np.testing.assert_allclose(mo.xx, Xc.T @ Xc, rtol=1e-12)
+    np.testing.assert_allclose(mo.d, (Xc**2).sum(1), rtol=1e-12)
+    bad = X.copy()
+    bad[97, 3] = np.inf  # in the last chunk
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        linear_cka(bad, Y)
