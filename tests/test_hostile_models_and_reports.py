@@ -550,3 +550,26 @@ def test_report_md_escapes_data_derived_strings(bert_template, tmp_path, capsys)
     finding = next(ln for ln in md.splitlines() if ln.startswith("**Finding.**"))
     assert "<" not in finding
     assert "&lt;script>" in md
+
+
+def test_broken_cache_entries_through_the_cli(bert_template, tmp_path, capsys):
+    """A manifest of the wrong shape is recomputed (exit 0); a folder where a shard file
+    belongs is exit 2 with one sentence naming it."""
+    cache = tmp_path / "c"
+    recipe = _tiny_recipe(tmp_path, bert_template)
+    data = yaml.safe_load(recipe.read_text())
+    data["output"] = {"cache_dir": str(cache)}
+    recipe.write_text(yaml.safe_dump(data))
+    args = ["-q", "embed", str(recipe), "-o"]
+    assert main([*args, str(tmp_path / "o1")]) == 0
+    manifests = sorted(cache.rglob("manifest.json"))
+    assert len(manifests) == 2
+    manifests[0].write_text('{"format": "embedforensics-shards-v1", "shards": [1, 2]}')
+    assert main([*args, str(tmp_path / "o2")]) == 0
+    assert json.loads(manifests[0].read_text())["shards"]  # rewritten whole
+    shard = manifests[1].parent / "shard-00000.safetensors"
+    shard.unlink()
+    shard.mkdir()
+    assert main([*args, str(tmp_path / "o3")]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert str(shard) in line and "output.cache_dir" in line

@@ -105,9 +105,13 @@ def cache_write_error(path: Path, exc: OSError) -> UserError:
     """The one sentence for a cache that cannot be written (read-only, full, a file where a
     folder should be, a folder where a file should be)."""
     why = exc.strerror or type(exc).__name__
-    return UserError(f"cannot write the cache at '{path}' ({why}); free space or fix the "
-                     "folder's permissions, point output.cache_dir at a writable folder, or "
-                     "run with --no-cache.", key="output.cache_dir")
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError)):
+        fix = "remove what is in the way (the cache rebuilds it)"
+    else:
+        fix = "free space or fix the folder's permissions"
+    return UserError(f"cannot write the cache at '{path}' ({why}); {fix}, point "
+                     "output.cache_dir at a writable folder, or run with --no-cache.",
+                     key="output.cache_dir")
 
 
 def _is_int(value: Any) -> bool:
