@@ -25,7 +25,12 @@ so it counts numpy, LAPACK and torch allocations alike; the float32 → float64 
 the measures make are included. Inputs are float32 (as embeddings are) with a shared
 64-dimensional latent factor.
 
-    python benchmarks/bench_representations.py --output benchmarks/results/representations.md
+    MALLOC_MMAP_THRESHOLD_=131072 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+        python benchmarks/bench_representations.py --output benchmarks/results/representations.md
+
+``MALLOC_MMAP_THRESHOLD_`` pins glibc's mmap threshold, so that every large array is mapped
+and unmapped (otherwise freed arrays stay resident in the heap and later calls show no
+growth); one BLAS thread keeps the timings steady on a machine shared with other jobs.
 """
 
 from __future__ import annotations
@@ -302,7 +307,8 @@ def main() -> None:
     load_after = os.getloadavg()
     cmd = "python benchmarks/bench_representations.py " + shlex.join(sys.argv[1:])
     threads_env = "".join(
-        f"{k}={os.environ[k]} " for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+        f"{k}={os.environ[k]} "
+        for k in ("MALLOC_MMAP_THRESHOLD_", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
         if k in os.environ
     )
     lines = [

@@ -6,7 +6,7 @@ allowed — and returns a Python float. Inputs may be any array-like (numpy of a
 dtype, torch tensors, lists); everything is computed in float64 on column-centred data
 (``Xc = X − 1 x̄ᵀ``), so every measure is invariant to translating either side. Where the
 feature-space formulas apply (``n`` large next to the widths), the centred cross-products
-are accumulated over chunks of 8,192 rows converted one at a time, so no float64 copy of a
+are accumulated over chunks of 4,096 rows converted one at a time, so no float64 copy of a
 float32 input is ever made; otherwise (few rows, and for RBF CKA) the inputs are copied. All are
 deterministic (no random projections, no random restarts). Inputs are checked: 2-D, the same
 number of rows, finite, at least 2 rows (4 for the debiased estimators), and not constant
@@ -198,7 +198,7 @@ def _check_pair(
     return _centred(*_views(X, Y, min_rows=min_rows, what=what))
 
 
-_CHUNK_ROWS = 8192
+_CHUNK_ROWS = 4096
 """Rows converted to float64 at a time when streaming feature-space moments."""
 
 
@@ -228,8 +228,10 @@ class _Moments:
         self.d = np.empty(n) if rows else None
         self.e = np.empty(n) if rows else None
         for start in range(0, n, _CHUNK_ROWS):
-            xb = np.asarray(Xa[start : start + _CHUNK_ROWS], dtype=np.float64) - mx
-            yb = np.asarray(Ya[start : start + _CHUNK_ROWS], dtype=np.float64) - my
+            xb = np.array(Xa[start : start + _CHUNK_ROWS], dtype=np.float64)
+            yb = np.array(Ya[start : start + _CHUNK_ROWS], dtype=np.float64)
+            xb -= mx
+            yb -= my
             self.xx += xb.T @ xb
             self.yy += yb.T @ yb
             self.xy += xb.T @ yb
