@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import csv
+import fnmatch
 import glob
 import gzip
 import importlib.util
@@ -18,6 +19,7 @@ import io
 import json
 import logging
 import lzma
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,16 +84,91 @@ def package_dir(package: str, *, file: str | None, key: str) -> Path:
 
 
 def _expand(patterns: list[str], base: Path, *, file: str | None, key: str) -> list[Path]:
+    """The files the patterns match, each real file once.
+
+    A ``**`` pattern is walked by :func:`_walk_glob`, which follows symbolic links to
+    folders but never enters a folder it has already walked (``glob`` would follow a link
+    loop until the path is too long, reading the same files dozens of times). A file
+    reached by a second path (a link, an overlapping pattern) is read once; both are
+    named in a warning.
+    """
     found: list[Path] = []
+    seen: dict[str, Path] = {}
+    again: list[tuple[Path, Path]] = []
+    loops: list[tuple[Path, Path]] = []
     for pattern in patterns:
         full = Path(pattern).expanduser()
         full = full if full.is_absolute() else base / full
-        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        if "**" in full.parts:
+            matches = sorted(_walk_glob(full, loops))
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(full)))
         matches = [m for m in matches if m.is_file()] or ([full] if full.is_dir() else [])
         if not matches:
             raise UserError(f"no file matches '{pattern}' (looked in {base}).", file=file, key=key)
-        found.extend(matches)
+        for m in matches:
+            real = os.path.realpath(m)
+            if real in seen:
+                again.append((m, seen[real]))
+            else:
+                seen[real] = m
+                found.append(m)
+    where = f"{file}: {key}: " if file else f"{key}: "
+    if loops:
+        shown = "; ".join(f"'{link}' -> '{target}'" for link, target in loops[:3])
+        log.warning("%snot following %d link(s) to folders already walked (a symbolic link "
+                    "loop or a second path to them): %s%s", where, len(loops), shown,
+                    f" (+{len(loops) - 3} more)" if len(loops) > 3 else "")
+    if again:
+        shown = "; ".join(f"'{a}' is '{b}'" for a, b in again[:3])
+        log.warning("%s%d file(s) matched again under another path, read once: %s%s", where,
+                    len(again), shown, f" (+{len(again) - 3} more)" if len(again) > 3 else "")
     return found
+
+
+def _walk_glob(pattern: Path, loops: list[tuple[Path, Path]]) -> list[Path]:
+    """``glob(pattern, recursive=True)`` without walking any real folder twice per pattern
+    position; folder links that lead to a folder already walked are recorded in ``loops``
+    as ``(link, first path of that folder)``."""
+    parts = pattern.parts
+    first_magic = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:first_magic]) if first_magic else Path(".")
+    rest = parts[first_magic:]
+    out: list[Path] = []
+    walked: dict[tuple[str, int], Path] = {}
+    todo: list[tuple[Path, int]] = [(root, 0)]
+    while todo:
+        folder, i = todo.pop()
+        state = (os.path.realpath(folder), i)
+        if state in walked:
+            if rest[i] == "**" and folder.is_symlink():
+                loops.append((folder, walked[state]))
+            continue
+        walked[state] = folder
+        comp = rest[i]
+        last = i == len(rest) - 1
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:  # not a folder, unreadable, or a dangling link
+            continue
+        if comp == "**":
+            if last:
+                out.extend(Path(e.path) for e in entries if not e.name.startswith("."))
+            else:
+                todo.append((folder, i + 1))  # '**' matching no folder at all
+            for e in entries:
+                if not e.name.startswith(".") and e.is_dir():
+                    todo.append((Path(e.path), i))
+            continue
+        for e in entries:
+            if e.name.startswith(".") and not comp.startswith("."):
+                continue
+            if fnmatch.fnmatchcase(e.name, comp):
+                if last:
+                    out.append(Path(e.path))
+                elif e.is_dir():
+                    todo.append((Path(e.path), i + 1))
+    return out
 
 
 def resolve_files(spec: SourceSpec, base_dir: Path, *, file: str | None, key: str
