@@ -13,14 +13,26 @@ the label away), and its fingerprint is over the image bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from embedforensics.sources.columns import ConcatSequence
+from embedforensics.sources.columns import ArrowColumn, ConcatSequence
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 32
+"""Characters kept per token of ``model.max_length``: far more than any tokenizer's
+average (English is about 4), so cutting there never changes what the model sees."""
+DEFAULT_MAX_TOKENS = 8192
+"""The token limit assumed when the recipe leaves ``model.max_length`` to the model."""
+MIN_TEXT_CHARS = 65_536
+"""Texts are never cut shorter than this (so length baselines see long texts as long)."""
 
 
 def text_fingerprint(texts: Sequence[str]) -> str:
@@ -64,6 +76,44 @@ class SourceData:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+
+def text_char_limit(max_length: int | None) -> int:
+    """The longest text (in characters) kept for a model whose token limit is
+    ``max_length`` (None: the model's own, assumed at most :data:`DEFAULT_MAX_TOKENS`)."""
+    return max(CHARS_PER_TOKEN * (max_length or DEFAULT_MAX_TOKENS), MIN_TEXT_CHARS)
+
+
+def cap_text_length(data: SourceData, limit: int, *, file: str | None, key: str
+                    ) -> SourceData:
+    """Cut texts longer than ``limit`` characters before anything tokenises them.
+
+    A tokenizer holds every token of its input, so one 20 MB line costs gigabytes before
+    truncation at ``max_length`` happens; the model only sees the first ``max_length``
+    tokens anyway. The number cut is recorded in ``stats["texts_cut"]``; the source's
+    fingerprint is over the cut texts (what is embedded).
+    """
+    if data.modality != "text" or not len(data.texts):
+        return data
+    texts = data.texts
+    if isinstance(texts, ArrowColumn):
+        import pyarrow.compute as pc
+
+        array = texts.arrow()
+        lengths = pc.utf8_length(array)
+        n_cut = int(pc.sum(pc.greater(lengths, limit)).as_py() or 0)
+        if n_cut:
+            texts = ArrowColumn(pc.utf8_slice_codeunits(array, 0, limit))
+    else:
+        n_cut = sum(1 for t in texts if isinstance(t, str) and len(t) > limit)
+        if n_cut:
+            texts = [t[:limit] if isinstance(t, str) and len(t) > limit else t for t in texts]
+    if not n_cut:
+        return data
+    log.warning("%s: %s: %d text(s) longer than %s characters were cut to that length before "
+                "tokenising (the model reads at most model.max_length tokens of each)",
+                file or "<recipe>", key, n_cut, f"{limit:,}")
+    return dataclasses.replace(data, texts=texts, stats={**data.stats, "texts_cut": n_cut})
 
 
 @dataclass
