@@ -573,3 +573,41 @@ def test_broken_cache_entries_through_the_cli(bert_template, tmp_path, capsys):
     assert main([*args, str(tmp_path / "o3")]) == 2
     line = _one_sentence(capsys.readouterr().err)
     assert str(shard) in line and "output.cache_dir" in line
+
+
+def test_embedding_model_with_custom_code_is_one_sentence(tmp_path, tiny_bert, capsys):
+    import shutil
+
+    from embedforensics.cli import main
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_bert, folder)
+    marker = tmp_path / "code-ran"
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "x-custom"
+    config["auto_map"] = {"AutoConfig": "configuration_x.XConfig",
+                          "AutoModel": "modeling_x.XModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    for name in ("configuration_x.py", "modeling_x.py"):
+        (folder / name).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({"version": 1, "name": "c", "model": {"id": str(folder)},
+                                  "sources": [{"label": "a", "texts": ["x", "y"]},
+                                              {"label": "b", "texts": ["z", "w"]}],
+                                  "probes": ["pca"]}))
+    assert main(["-q", "run", str(recipe), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "model.trust_remote_code" in err and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_atomic_writes_keep_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from embedforensics.fileio import atomic_write_bytes
+
+    path = atomic_write_bytes(tmp_path / "f", b"x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask

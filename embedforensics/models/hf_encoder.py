@@ -195,6 +195,12 @@ class HFTextEmbedder(EmbedderSettings):
                 model = AutoModel.from_pretrained(self.location, dtype=dtype, **kwargs)
         except OSError as exc:
             raise load_error(f"could not load model '{self.location}'", exc) from None
+        except ValueError as exc:
+            if "trust_remote_code" not in str(exc):
+                raise
+            raise UserError(f"the model '{self.location}' needs its own code to load; set "
+                            "model.trust_remote_code: true only if you trust that code.",
+                            key="model.trust_remote_code") from None
         if self.device_map is not None:
             # accelerate placed the weights; inputs go where the embeddings live
             self.device = str(model.get_input_embeddings().weight.device)

@@ -24,7 +24,8 @@ def load_sources(loaded: LoadedRecipe, *, use_cache: bool | None = None) -> Reco
     by_id: dict[str, SourceData] = {}
     from embedforensics.engine.cache import recipe_cache_root
 
-    cache_dir = recipe_cache_root(recipe.output, use_cache)
+    cache_dir = recipe_cache_root(recipe.output, use_cache,
+                                  file=loaded.file_of("output.cache_dir"))
     limit = text_char_limit(recipe.model.max_length if recipe.model is not None else None)
     for i, spec in enumerate(recipe.sources):
         key = f"sources[{i}]"

@@ -66,7 +66,8 @@ class StudyContext:
     @cached_property
     def cache_root(self) -> Path | None:
         """The cache folder, or None when caching is off."""
-        return recipe_cache_root(self.recipe.output, self.use_cache)
+        return recipe_cache_root(self.recipe.output, self.use_cache,
+                                 file=self.file_of("output.cache_dir"))
 
     def cache_dir(self, kind: str) -> Path | None:
         """``<cache root>/<kind>`` (e.g. ``soft-outputs``), or None when caching is off."""
