@@ -207,9 +207,9 @@ def same_checkpoint(out: Path, record: dict[str, Any]) -> bool:
 
 
 def _is_main_process() -> bool:
-    from embedforensics.engine.distributed import accelerate_state, launched
+    from embedforensics.engine.distributed import Workers
 
-    return not launched() or accelerate_state().is_main_process
+    return Workers().is_main
 
 
 def _remove_stale_tmp(folder: Path) -> None:
@@ -241,6 +241,7 @@ def train_checkpoint(out: Path, texts: list[str], y: np.ndarray, classes: list[s
         AutoTokenizer,
         DataCollatorWithPadding,
         PrinterCallback,
+        ProgressCallback,
         Trainer,
         TrainingArguments,
         set_seed,
@@ -277,7 +278,9 @@ def train_checkpoint(out: Path, texts: list[str], y: np.ndarray, classes: list[s
     dataset = Dataset.from_dict({**{k: list(v) for k, v in enc.items()},
                                  "labels": labels.tolist()})
 
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    from embedforensics.engine.distributed import Workers
+
+    world = Workers().world  # processes under accelerate launch / torchrun (1 otherwise)
     if group.batch_size % world:
         raise UserError(f"{key}.batch_size {group.batch_size} is not divisible by the "
                         f"{world} processes; choose a multiple of {world}.", file=file,
@@ -299,13 +302,22 @@ def train_checkpoint(out: Path, texts: list[str], y: np.ndarray, classes: list[s
         logging_strategy="steps", logging_steps=max(1, min(50, total_steps // 20)),
         report_to=[], use_cpu=not torch.cuda.is_available(), disable_tqdm=not progress,
         dataloader_num_workers=0, remove_unused_columns=False)
+    class StepBar(ProgressCallback):
+        """Trainer's progress bar over steps, without printing every log line."""
+
+        def on_log(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:  # the temporary folder goes whatever happens (a SIGKILL leaves it: see _remove_stale_tmp)
         try:
             trainer = Trainer(model=model, args=args, train_dataset=dataset,
                               data_collator=DataCollatorWithPadding(tokenizer),
                               optimizer_cls_and_kwargs=optimizer)
-            trainer.remove_callback(PrinterCallback)  # the log goes to the record
+            # the loss log goes to the record; the step bar stays, without printed logs
+            trainer.remove_callback(PrinterCallback)
+            if trainer.pop_callback(ProgressCallback) is not None:
+                trainer.add_callback(StepBar())
             result = trainer.train()
         finally:
             torch.use_deterministic_algorithms(deterministic)
