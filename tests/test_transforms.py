@@ -304,3 +304,12 @@ def test_recipe_with_derived_generated_source_runs(write_recipe, tiny_gpt2, tmp_
     r2 = ef.run(loaded, progress=False, write_reports=False)
     info = {s["id"]: s for s in r2["data"]["sources"]}["lm"]["origin"]["transforms"][0]
     assert info["n_from_cache"] == 20 and info["n_computed"] == 0
+
+
+def test_an_unwritable_transform_cache_warns_and_keeps_the_outputs(tmp_path, caplog):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    texts = ["a", "b"]
+    out, info = apply_transform(_fake(), texts, cache_dir=blocker)
+    assert out == ["A", "B"] and info["n_computed"] == 2
+    assert "cannot write the cache" in caplog.text

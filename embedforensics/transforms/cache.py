@@ -61,10 +61,20 @@ class TransformCache:
             return None
         return list(outputs)  # type: ignore[arg-type]
 
-    def save(self, key: str, outputs: list[str], *, text_fingerprint: str, header: str) -> Path:
+    def save(self, key: str, outputs: list[str], *, text_fingerprint: str, header: str
+             ) -> Path | None:
+        """Write an entry; a cache that cannot be written (read-only, full, something in the
+        way) is a warning, not an error: the outputs just computed are still used."""
+        from embedforensics.engine.shards import cache_write_error
+
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"format": FORMAT, "key": key, "text_fingerprint": text_fingerprint,
                  "header": json.loads(header), "outputs": outputs}
-        return atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False).encode("utf-8"),
-                                  suffix=".json")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return atomic_write_bytes(
+                path, json.dumps(entry, ensure_ascii=False).encode("utf-8"), suffix=".json")
+        except OSError as exc:
+            log.warning("%s (the transform outputs are used, not cached)",
+                        cache_write_error(path, exc).message)
+            return None
