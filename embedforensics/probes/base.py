@@ -180,8 +180,10 @@ def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, optio
             fail(f"a float in {interval()}")
     elif kind == "positive_float":
         if isinstance(value, bool) or not isinstance(value, Real) or \
-                not math.isfinite(value) or value <= 0:
+                not math.isfinite(value):
             fail("a finite float in (0, inf)")
+        if value <= 0:
+            fail("a float in (0, inf)")
     elif kind == "str":
         if value not in options:
             fail("one of " + ", ".join(repr(o) for o in options))
