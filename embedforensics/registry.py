@@ -118,6 +118,8 @@ PROBES.add("learning_curve", "embedforensics.probes.learning_curve:LearningCurve
 COMPARATORS = Registry("comparators")
 COMPARATORS.add("outputs", "embedforensics.compare.outputs_comparator:OutputsComparator")
 COMPARATORS.add("trntk", "embedforensics.compare.trntk_comparator:TrntkComparator")
+COMPARATORS.add("representations",
+                "embedforensics.compare.representations_comparator:RepresentationsComparator")
 
 CHECKS = Registry("checks")
 """Recipe validation, one entry per component kind, run in this order: ``check(loaded)``

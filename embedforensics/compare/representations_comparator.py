@@ -1,0 +1,319 @@
+"""Representational similarity of candidates to the reference ensemble, against a seed null.
+
+For a seeded sample of the compare test rows, every model's hidden representation is
+computed once per requested layer (Hugging Face checkpoints: ``hidden_states`` of one
+forward pass, pooled over tokens; heads: the activation before their last ``Linear``, or
+the input embeddings for a logistic head). Per layer and measure:
+
+- the **null**: the similarity of every reference-vs-reference pair, and for each
+  reference model its leave-one-out mean similarity to the others;
+- each **candidate**: its mean similarity to the reference models, its rank p among the
+  reference models' leave-one-out values, ``(1 + #{loo ≤ candidate}) / (M + 1)`` (low
+  similarity = low p), and for linear CKA a bootstrap CI over the sampled inputs.
+
+Every measure is a similarity (higher = more alike); Procrustes is reported as
+``1 − d²/2`` (the nuclear norm of the normalised cross-covariance, in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from embedforensics.compare.checkpoints import model_name
+from embedforensics.compare.representations import (
+    linear_cka,
+    procrustes_distance,
+    pwcca,
+    svcca,
+)
+from embedforensics.errors import UserError
+from embedforensics.results import AnalysisResult, Metric
+from embedforensics.study.analysis import Comparator, Outcome
+
+Measure = Literal["linear_cka", "debiased_cka", "svcca", "pwcca", "procrustes"]
+N_BOOTSTRAP = 200
+RANK_P_LEVEL = 0.1
+
+
+class RepresentationsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    layers: list[int] = Field(default_factory=lambda: [-1], min_length=1,
+                              description="hidden_states indices (0 = embeddings output, "
+                                          "-1 = last layer); heads: 0 = input embeddings, "
+                                          "-1 = hidden layer.")
+    pooling: Literal["mean", "cls"] = Field("mean", description="Masked mean over tokens, "
+                                                                "or the first token.")
+    measures: list[Measure] = Field(default_factory=lambda: ["linear_cka"], min_length=1,
+                                    description="Similarity measures.")
+    n_inputs: int = Field(200, ge=4, description="Seeded sample of the compare test rows.")
+    max_models: int = Field(8, ge=1, description="Models used per group (reference and "
+                                                  "each candidate group), first in order.")
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
+    seed: int | None = Field(None, description="Sampling and bootstrap seed (default: the "
+                                               "recipe's seed).")
+
+    @field_validator("layers", "measures")
+    @classmethod
+    def _distinct(cls, value: list[Any]) -> list[Any]:
+        if len(set(value)) != len(value):
+            raise ValueError("entries must be distinct")
+        return value
+
+
+def _similarity(measure: str, X: np.ndarray, Y: np.ndarray) -> float:
+    if measure == "linear_cka":
+        return linear_cka(X, Y)
+    if measure == "debiased_cka":
+        return linear_cka(X, Y, debiased=True)
+    if measure == "svcca":
+        return svcca(X, Y)
+    if measure == "pwcca":  # not symmetric: the mean of both orders
+        return 0.5 * (pwcca(X, Y) + pwcca(Y, X))
+    if measure == "procrustes":
+        return 1.0 - 0.5 * procrustes_distance(X, Y, squared=True)
+    raise ValueError(f"unknown measure {measure!r}")
+
+
+_METHODS = {
+    "linear_cka": "linear CKA (biased HSIC)",
+    "debiased_cka": "linear CKA (unbiased HSIC)",
+    "svcca": "SVCCA (99% variance kept), mean canonical correlation",
+    "pwcca": "PWCCA, mean of both weighting orders",
+    "procrustes": "1 − d²/2 of the orthogonal Procrustes distance",
+}
+
+
+class RepresentationsComparator(Comparator):
+    """Hidden-representation similarity (CKA, SVCCA, PWCCA, Procrustes) of each candidate to
+    the reference ensemble, ranked among the reference seeds' leave-one-out similarities."""
+
+    name = "representations"
+    Params = RepresentationsParams
+
+    # ------------------------------------------------------------------ hidden states
+
+    def _layer_error(self, inputs: Any, layer: int, name: str, n_states: int) -> UserError:
+        return UserError(
+            f"layer {layer} is not a layer of '{name}': it has hidden states 0..{n_states - 1} "
+            f"(or -{n_states}..-1; 0 = the embeddings output, for a head 0 = its input "
+            "embeddings).", file=inputs.ctx.file_of(self.key), key=f"{self.key}.layers")
+
+    def _states(self, inputs: Any, scored: Any, rows: np.ndarray) -> tuple[list[np.ndarray],
+                                                                          bool]:
+        """Every hidden state of one model on the sampled rows (pooled), and whether it is
+        a head without a hidden layer."""
+        import torch
+
+        p = self.params
+        module, tokenizer = scored.scorer.torch_module()
+        with torch.inference_mode():
+            if scored.scorer.input == "embeddings":
+                X = np.asarray(inputs.prepared.embeddings.X[rows], dtype=np.float32)
+                h = torch.from_numpy(np.ascontiguousarray(X))
+                children = list(module.children()) if hasattr(module, "children") else []
+                last = max((i for i, m in enumerate(children)
+                            if isinstance(m, torch.nn.Linear)), default=None)
+                states = [h.double().numpy()]
+                for m in children[:last] if last is not None else []:
+                    h = m(h)
+                    if not isinstance(m, torch.nn.Linear):
+                        states.append(h.double().numpy())
+                return states, len(states) == 1
+            ctx = inputs.ctx
+            cmp = ctx.recipe.compare
+            max_length = cmp.max_length or (ctx.recipe.model.max_length
+                                            if ctx.recipe.model else None)
+            texts = [inputs.prepared.texts[i] for i in rows]
+            parts: list[list[np.ndarray]] = []
+            for start in range(0, len(texts), p.batch_size):
+                enc = tokenizer(texts[start:start + p.batch_size], padding=True,
+                                truncation=True, max_length=max_length, return_tensors="pt")
+                hidden = module(**enc, output_hidden_states=True).hidden_states
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+                pooled = []
+                for hs in hidden:
+                    if p.pooling == "cls":
+                        v = hs[:, 0]
+                    else:
+                        v = (hs * mask).sum(1) / mask.sum(1).clamp(min=1)
+                    pooled.append(v.double().numpy())
+                parts.append(pooled)
+            return [np.concatenate([b[k] for b in parts]) for k in range(len(parts[0]))], False
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, inputs: Any) -> Outcome:
+        p = self.params
+        seed = p.seed if p.seed is not None else int(inputs.ctx.recipe.seed)
+        test = np.asarray(inputs.prepared.test_idx)
+        rng = np.random.default_rng([seed, 0x2E9])
+        k = min(p.n_inputs, test.size)
+        if k < 4:
+            raise UserError(f"the representations comparator needs at least 4 test rows; "
+                            f"the compare test set has {test.size}.",
+                            file=inputs.ctx.file_of(self.key), key=self.key)
+        rows = np.sort(rng.choice(test, size=k, replace=False))
+        reference = list(inputs.reference)[:p.max_models]
+        M = len(reference)
+        if M < 2:
+            raise UserError("the representations comparator needs at least 2 reference "
+                            f"models for its null; the reference has {M}.",
+                            file=inputs.ctx.file_of(self.key), key=self.key)
+        candidates = {g: list(v)[:p.max_models] for g, v in inputs.candidates.items()}
+
+        reps: dict[str, dict[int, np.ndarray]] = {}
+        no_hidden: list[str] = []
+
+        def represent(scored: Any) -> dict[int, np.ndarray]:
+            name = model_name(scored.path)
+            if name not in reps:
+                states, plain = self._states(inputs, scored, rows)
+                if plain:
+                    no_hidden.append(name)
+                chosen = {}
+                for layer in p.layers:
+                    if not -len(states) <= layer < len(states):
+                        raise self._layer_error(inputs, layer, name, len(states))
+                    chosen[layer] = states[layer]
+                reps[name] = chosen
+            return reps[name]
+
+        ref_names = [model_name(s.path) for s in reference]
+        ref_reps = [represent(s) for s in reference]
+        cand_reps = {g: [(model_name(s.path), represent(s)) for s in v]
+                     for g, v in candidates.items()}
+
+        def sim(measure: str, X: np.ndarray, Y: np.ndarray, a: str, b: str) -> float:
+            try:
+                return float(_similarity(measure, X, Y))
+            except ValueError as exc:
+                raise UserError(f"{measure} of '{a}' vs '{b}' failed on the {k} sampled "
+                                f"inputs: {exc}.", file=inputs.ctx.file_of(self.key),
+                                key=self.key) from None
+
+        pairs: list[dict[str, Any]] = []
+        # null: reference pairs and leave-one-out means, per (layer, measure)
+        null: dict[tuple[int, str], dict[str, Any]] = {}
+        for layer in p.layers:
+            for measure in p.measures:
+                S = np.eye(M)
+                for i in range(M):
+                    for j in range(i + 1, M):
+                        S[i, j] = S[j, i] = sim(measure, ref_reps[i][layer],
+                                                ref_reps[j][layer], ref_names[i], ref_names[j])
+                        pairs.append({"a": ref_names[i], "b": ref_names[j], "layer": layer,
+                                      "measure": measure, "value": S[i, j]})
+                loo = (S.sum(1) - 1.0) / (M - 1)
+                iu = np.triu_indices(M, 1)
+                null[(layer, measure)] = {"pairs": S[iu], "loo": loo}
+
+        results = []
+        for group, members in cand_reps.items():
+            if not members:
+                continue
+            table_rows = []
+            metrics: dict[str, Metric] = {}
+            verdict: dict[int, tuple[float, float | None]] = {}
+            plot_ref: dict[str, list[float]] = {m: [] for m in p.measures}
+            plot_cand: dict[str, list[float]] = {m: [] for m in p.measures}
+            for layer in p.layers:
+                for measure in p.measures:
+                    nl = null[(layer, measure)]
+                    values, ranks, boots = [], [], []
+                    for name, rep in members:
+                        s = [sim(measure, rep[layer], r[layer], name, rn)
+                             for r, rn in zip(ref_reps, ref_names, strict=True)]
+                        for rn, v in zip(ref_names, s, strict=True):
+                            pairs.append({"a": name, "b": rn, "layer": layer,
+                                          "measure": measure, "value": v})
+                        value = float(np.mean(s))
+                        rank = (1 + int(np.sum(nl["loo"] <= value))) / (M + 1)
+                        ci = None
+                        if measure == "linear_cka":
+                            brng = np.random.default_rng([seed, 0xB007, len(table_rows)])
+                            b = np.empty(N_BOOTSTRAP)
+                            for t in range(N_BOOTSTRAP):
+                                idx = brng.integers(0, k, k)
+                                b[t] = np.mean([linear_cka(rep[layer][idx], r[layer][idx])
+                                                for r in ref_reps])
+                            boots.append(b)
+                            ci = (float(np.quantile(b, 0.025)), float(np.quantile(b, 0.975)))
+                        values.append(value)
+                        ranks.append(rank)
+                        table_rows.append([name, layer, measure, value, rank,
+                                           None if ci is None else ci[0],
+                                           None if ci is None else ci[1],
+                                           float(np.median(nl["pairs"])),
+                                           float(np.median(nl["loo"]))])
+                    med = float(np.median(values))
+                    ref_med = float(np.median(nl["pairs"]))
+                    group_rank = (1 + int(np.sum(nl["loo"] <= med))) / (M + 1)
+                    ci = None
+                    if boots:
+                        bm = np.median(np.stack(boots), axis=0)
+                        ci = (float(np.quantile(bm, 0.025)), float(np.quantile(bm, 0.975)))
+                    method = (f"{_METHODS[measure]}; median over {len(values)} candidates of "
+                              f"each one's mean similarity to the {M} reference models; "
+                              + (f"95% percentile bootstrap over the inputs "
+                                 f"({N_BOOTSTRAP} resamples)" if ci is not None
+                                 else "no CI (bootstrap only for linear CKA)"))
+                    metrics[f"{measure}_layer_{layer}"] = Metric(
+                        value=med, n=k, range=(min(values), max(values)), ci=ci,
+                        ci_level=0.95 if ci is not None else None, method=method,
+                        description=f"{measure} similarity to the reference models at layer "
+                                    f"{layer} (reference pairs: median {ref_med:.3f})",
+                        reference_median=ref_med)
+                    metrics[f"rank_p_{measure}_layer_{layer}"] = Metric(
+                        value=group_rank, n=M, range=(min(ranks), max(ranks)),
+                        method="rank of the median candidate among the reference models' "
+                               "leave-one-out mean similarities, (1 + #{loo ≤ c}) / (M + 1); "
+                               "range over candidates",
+                        description="low = candidates less similar to the ensemble than its "
+                                    "own seeds are to each other")
+                    plot_ref[measure].append(ref_med)
+                    plot_cand[measure].append(med)
+                    if measure == p.measures[0]:
+                        verdict[layer] = (group_rank, med)
+            first = p.measures[0]
+            parts = [f"layer {layer}: {'farther' if r <= RANK_P_LEVEL else 'not farther'} "
+                     f"(rank p {r:.2f})" for layer, (r, _) in verdict.items()]
+            summary = (f"{group}: are the candidates' representations farther from the "
+                       f"reference ensemble than its seeds are from each other ({first}, "
+                       f"rank p ≤ {RANK_P_LEVEL}, {k} inputs)? " + "; ".join(parts) + ".")
+            if 1 / (M + 1) > RANK_P_LEVEL:
+                summary += (f" With {M} reference models the smallest rank p is "
+                            f"{1 / (M + 1):.2f}, so no candidate can be called farther.")
+            if no_hidden:
+                summary += (" Logistic heads have no hidden layer: their representation is "
+                            "the input embeddings, identical for every such head ("
+                            + ", ".join(sorted(set(no_hidden))) + ").")
+            x = list(range(len(p.layers)))
+            series = []
+            for measure in p.measures:
+                series.append({"label": f"reference pairs, median ({measure})", "x": x,
+                               "y": plot_ref[measure], "marker": True})
+                series.append({"label": f"{group} candidates vs reference, median ({measure})",
+                               "x": x, "y": plot_cand[measure], "marker": True})
+            results.append(AnalysisResult(
+                probe=f"representations-{group}", summary=summary,
+                params={**p.model_dump(), "seed": seed},
+                metrics=metrics,
+                tables={"similarity": {
+                    "columns": ["candidate", "layer", "measure", "similarity", "rank_p",
+                                "ci_low", "ci_high", "reference_pairs_median",
+                                "reference_loo_median"],
+                    "rows": table_rows}},
+                plots=[{"kind": "lines", "title": f"{group}: representational similarity "
+                        "against layer", "xlabel": "layer", "ylabel": "similarity",
+                        "data": {"series": series, "xticks": [str(v) for v in p.layers]}}]))
+        provenance = {"representations": {
+            "seed": seed, "n_inputs": k, "pooling": p.pooling,
+            "sample_ids": [str(inputs.prepared.ids[i]) for i in rows],
+            "reference": ref_names,
+            "candidates": {g: [n for n, _ in v] for g, v in cand_reps.items()},
+            "max_models": p.max_models, "no_hidden_layer": sorted(set(no_hidden)),
+            "pairs": pairs}}
+        return Outcome(results, provenance=provenance)
