@@ -603,7 +603,8 @@ def pwcca(X: Any, Y: Any, keep: float | int = 1.0) -> float:
     kx = _check_keep(keep, Xa.shape[1], n, "X")
     ky = _check_keep(keep, Ya.shape[1], n, "Y")
     rho, alpha = _cca(Xa, Ya, kx, ky, weights=True)
-    assert alpha is not None
+    if alpha is None:  # _cca returns weights whenever weights=True
+        raise RuntimeError("pwcca: the CCA returned no projection weights")
     total = float(alpha.sum())
     if total <= 0.0:  # cannot happen for non-constant input; guard against 0/0 anyway
         return float(np.mean(rho))

@@ -26,6 +26,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class _GroupSection(_Strict):
+    """A section of named groups (``heads:``, ``finetune:``): names are unique."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> _GroupSection:
+        seen: dict[str, int] = {}
+        for i, group in enumerate(self.groups):
+            if group.name in seen:
+                raise ValueError(f"groups[{i}].name '{group.name}' repeats "
+                                 f"groups[{seen[group.name]}].name; group names must be unique")
+            seen[group.name] = i
+        return self
+
+    def group(self, name: str) -> Any:
+        """The group called ``name``, or None."""
+        return next((g for g in self.groups if g.name == name), None)
+
+
 class HeadGroupSpec(_Strict):
     """Heads trained the same way with ``seeds`` different seeds (one model per seed).
 
@@ -59,7 +77,7 @@ class HeadGroupSpec(_Strict):
         return self.model_dump(exclude={"name", "seeds", "seed_offset"})
 
 
-class HeadsSpec(_Strict):
+class HeadsSpec(_GroupSection):
     """Where heads go, how the records are split, and the groups to train."""
 
     dir: str | None = Field(None, description="Output folder (default runs/<name>/heads).")
@@ -68,18 +86,6 @@ class HeadsSpec(_Strict):
     split_seed: int | None = Field(None, description="Seed of the split (default: seed).")
     groups: list[HeadGroupSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> HeadsSpec:
-        seen: dict[str, int] = {}
-        for i, group in enumerate(self.groups):
-            if group.name in seen:
-                raise ValueError(f"groups[{i}].name '{group.name}' repeats "
-                                 f"groups[{seen[group.name]}].name; group names must be unique")
-            seen[group.name] = i
-        return self
-
-    def group(self, name: str) -> HeadGroupSpec | None:
-        return next((g for g in self.groups if g.name == name), None)
 
 
 class LoraSpec(_Strict):
@@ -163,7 +169,7 @@ class FinetuneGroupSpec(_Strict):
         return self.model_dump(exclude={"name", "seeds", "seed_offset"})
 
 
-class FinetuneSpec(_Strict):
+class FinetuneSpec(_GroupSection):
     """Where fine-tuned checkpoints go and the groups to train, on the recipe's split (the
     ``heads:`` section's ``test_fraction``/``split_seed`` when there is one, else 30 % test
     with the recipe seed)."""
@@ -171,18 +177,6 @@ class FinetuneSpec(_Strict):
     dir: str | None = Field(None, description="Output folder (default runs/<name>/finetune).")
     groups: list[FinetuneGroupSpec] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> FinetuneSpec:
-        seen: dict[str, int] = {}
-        for i, group in enumerate(self.groups):
-            if group.name in seen:
-                raise ValueError(f"groups[{i}].name '{group.name}' repeats "
-                                 f"groups[{seen[group.name]}].name; group names must be unique")
-            seen[group.name] = i
-        return self
-
-    def group(self, name: str) -> FinetuneGroupSpec | None:
-        return next((g for g in self.groups if g.name == name), None)
 
 
 ModelRef = str | list[str]
