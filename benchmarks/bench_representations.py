@@ -51,6 +51,9 @@ import scipy
 import scipy.linalg as sla
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_alpha_hat import cpu_model  # noqa: E402
 
 from embedforensics.compare import (  # noqa: E402
     MinibatchCKA,
@@ -191,16 +194,6 @@ def minibatch(X, Y, batch):
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_data(n: int, p1: int, p2: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from embedforensics.errors import UserError
+from embedforensics.errors import UserError, first_line
 from embedforensics.fileio import atomic_write, file_sha256
 
 HEAD_FORMAT = "embedforensics-head-v1"
@@ -232,7 +232,7 @@ def load_head(directory: str | Path, *, file: str | None = None, key: str | None
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise bad(f"has an unreadable config.json ({_first_line(exc)}).") from None
+        raise bad(f"has an unreadable config.json ({first_line(exc)}).") from None
     if not isinstance(config, dict):
         raise bad("has a config.json that is not a JSON object.")
     kind = config.get("kind")
@@ -261,12 +261,12 @@ def load_head(directory: str | Path, *, file: str | None = None, key: str | None
 
         state = load_file(str(weights))
     except Exception as exc:  # noqa: BLE001 - safetensors' own error type, OSError, ...
-        raise bad(f"has an unreadable model.safetensors ({_first_line(exc)}).") from None
+        raise bad(f"has an unreadable model.safetensors ({first_line(exc)}).") from None
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, TypeError) as exc:
         raise bad(f"has weights that do not fit a {kind} head with input_dim {input_dim} "
-                  f"and {len(classes)} classes ({_first_line(exc)}).") from None
+                  f"and {len(classes)} classes ({first_line(exc)}).") from None
     module.eval()
     return Scorer(path, kind, [str(c) for c in classes],
                   files_fingerprint(weights, path / "config.json"), "embeddings", config,
@@ -280,11 +280,6 @@ def _positive_int(value: Any) -> bool:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_head(directory: Path) -> bool:

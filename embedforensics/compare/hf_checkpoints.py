@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from embedforensics.compare.heads import Scorer, files_fingerprint
-from embedforensics.errors import UserError
+from embedforensics.errors import UserError, first_line
 from embedforensics.models.hub import cached_file
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def _classes(config_dir: Path, *, file: str | None, key: str | None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         _refuse_custom_code(exc, config_dir, file=file, key=key)
         raise UserError(f"cannot read the config of '{config_dir}': "
-                        f"{_first_line(exc)}", file=file, key=key) from None
+                        f"{first_line(exc)}", file=file, key=key) from None
     return classes, config.model_type
 
 
@@ -446,11 +446,6 @@ def load_hf_checkpoint(directory: str | Path, *, file: str | None = None,
     return Scorer(Path(directory), kind, classes, fingerprint, "texts", config, _load=load)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _refused_pickle(exc: BaseException) -> bool:
     """Whether loading failed because torch.load(weights_only=True) met a non-tensor."""
     import pickle
@@ -478,7 +473,7 @@ def _load_model(found: Located, classes: list[str], *, file: str | None,
                                 "torch.load(weights_only=True)); convert it to safetensors "
                                 "where you trust it.", file=file, key=key) from None
             raise UserError(f"cannot load '{found.folder}' as a sequence-classification "
-                            f"checkpoint: {_first_line(exc)}", file=file, key=key) from None
+                            f"checkpoint: {first_line(exc)}", file=file, key=key) from None
     from peft import PeftModel
 
     labels = dict(enumerate(classes))
@@ -497,7 +492,7 @@ def _load_model(found: Located, classes: list[str], *, file: str | None,
     except errors as exc:
         _refuse_custom_code(exc, found.base or found.folder, file=file, key=key)
         raise UserError(f"cannot load the adapter '{found.folder}' on its base model "
-                        f"'{found.base_ref}': {_first_line(exc)}", file=file, key=key) from None
+                        f"'{found.base_ref}': {first_line(exc)}", file=file, key=key) from None
     merge = getattr(model, "merge_and_unload", None)
     if merge is None:  # PEFT methods that cannot merge (prompt tuning) score unmerged
         return model
@@ -543,4 +538,4 @@ def _load_tokenizer(found: Located, *, file: str | None, key: str | None) -> Any
     except (OSError, ValueError, KeyError) as exc:
         _refuse_custom_code(exc, Path(tok.folder), file=file, key=key)
         raise UserError(f"cannot load the tokenizer of '{found.folder}' from {tok.folder} "
-                        f"({tok.source}): {_first_line(exc)}", file=file, key=key) from None
+                        f"({tok.source}): {first_line(exc)}", file=file, key=key) from None

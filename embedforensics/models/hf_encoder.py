@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from embedforensics.errors import UserError
+from embedforensics.errors import UserError, first_line
 from embedforensics.models.decoder import decoder_inputs
 from embedforensics.models.st_modules import ST_POOLING
 
@@ -49,11 +49,6 @@ def pick_device(requested: str = "auto") -> str:
     from embedforensics.engine.distributed import accelerate_state
 
     return str(accelerate_state().device)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, or its type's name when it says nothing."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def load_error(what: str, exc: BaseException) -> UserError:
