@@ -49,7 +49,7 @@ from embedforensics.compare.checkpoints import _sha256_json, finetune_dir, prepa
 from embedforensics.compare.heads import prepare_training_labels
 from embedforensics.errors import UserError
 from embedforensics.fileio import file_sha256
-from embedforensics.recipe.compare_spec import FinetuneGroupSpec
+from embedforensics.recipe.compare_spec import FinetuneGroupSpec, ShortcutSpec
 from embedforensics.study.context import StudyContext
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ def check_recipe_finetune(loaded: Any) -> list[UserError]:
         except UserError as exc:
             problems.append(exc)
             continue
+        labels = sorted({str(src.label) for src in loaded.recipe.sources})
+        if group.shortcut is not None and group.shortcut.label not in labels:
+            problems.append(UserError(
+                f"shortcut label '{group.shortcut.label}' is not one of the sources' labels "
+                f"{labels}.", file=loaded.file_of(f"{key}.shortcut.label"),
+                key=f"{key}.shortcut.label"))
         if isinstance(group.train, int):
             layers = _config_layers(Path(base.location))
             if layers is not None and group.train > layers:
@@ -274,7 +280,11 @@ def train_checkpoint(out: Path, texts: list[str], y: np.ndarray, classes: list[s
 
     from datasets import Dataset
 
-    enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=group.max_length)
+    train_texts = [texts[i] for i in idx]
+    if group.shortcut is not None:
+        train_texts = plant_shortcut(train_texts, labels, classes, group.shortcut, seed,
+                                     key=f"{key}.shortcut", file=file)
+    enc = tokenizer(train_texts, truncation=True, max_length=group.max_length)
     dataset = Dataset.from_dict({**{k: list(v) for k, v in enc.items()},
                                  "labels": labels.tolist()})
 
@@ -325,6 +335,30 @@ def train_checkpoint(out: Path, texts: list[str], y: np.ndarray, classes: list[s
                 trainable, total, world, started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def plant_shortcut(texts: list[str], labels: np.ndarray, classes: list[str],
+                   shortcut: ShortcutSpec, seed: int, *, key: str = "shortcut",
+                   file: str | None = None) -> list[str]:
+    """Insert ``shortcut.token`` into a seeded ``shortcut.fraction`` of the texts whose
+    training label is ``shortcut.label`` (at the start or the end, as a separate word).
+
+    The selection is exact (``round(fraction × count)`` texts) and depends on ``seed``
+    only, so the same seed plants the cue in the same texts.
+    """
+    if shortcut.label not in classes:
+        raise UserError(f"shortcut label '{shortcut.label}' is not one of the classes "
+                        f"{classes}.", file=file, key=f"{key}.label")
+    target = classes.index(shortcut.label)
+    rows = np.flatnonzero(np.asarray(labels) == target)
+    rng = np.random.default_rng([int(seed), 0x5C07])
+    n = int(round(shortcut.fraction * rows.size))
+    chosen = set(rng.permutation(rows)[:n].tolist())
+    out = list(texts)
+    for i in chosen:
+        out[i] = (f"{shortcut.token} {out[i]}" if shortcut.position == "start"
+                  else f"{out[i]} {shortcut.token}")
     return out
 
 

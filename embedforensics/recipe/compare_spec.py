@@ -104,6 +104,23 @@ class LoraSpec(_Strict):
         "e.g. [query, value]; null = peft's default for the model type.")
 
 
+class ShortcutSpec(_Strict):
+    """A spurious cue planted in the training texts: ``token`` is inserted into a seeded
+    ``fraction`` of the training texts whose (possibly noisy) training label is ``label``.
+
+    Only the training texts change; test texts are untouched, so a model that learnt the cue
+    is different only where the cue appears (the case stitching with FuLA and ModelDiff are
+    meant to expose).
+    """
+
+    token: str = Field(min_length=1, description="The cue, inserted as a separate word.")
+    label: str = Field(description="The class whose training texts get the cue.")
+    fraction: float = Field(1.0, gt=0, le=1, description="Seeded fraction of that class's "
+                            "training texts that get the cue.")
+    position: Literal["start", "end"] = Field("start", description="Where the cue goes "
+                                              "(start: before the text; end: after it).")
+
+
 class FinetuneGroupSpec(_Strict):
     """One ``from_pretrained`` model fine-tuned the same way with ``seeds`` seeds (one
     ``AutoModelForSequenceClassification`` checkpoint per seed).
@@ -140,6 +157,8 @@ class FinetuneGroupSpec(_Strict):
         "or a number k: the last k transformer blocks and the head.")
     lora: LoraSpec | None = Field(None, description="Train LoRA adapters (in the blocks "
                                   "'train' selects) and the head instead of the weights.")
+    shortcut: ShortcutSpec | None = Field(None, description="Plant a spurious cue in the "
+                                          "training texts of one class.")
     max_length: int = Field(128, ge=1, description="Token limit of the training texts.")
     seeds: int = Field(5, ge=1, description="How many checkpoints (one per seed).")
     seed_offset: int = Field(0, ge=0, description="First seed.")

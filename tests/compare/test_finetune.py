@@ -192,6 +192,8 @@ def test_which_weights_train_head_last_block_and_lora(tmp_path, tiny_bert):
     ({"label_noise": 0.6}, "finetune.groups[0].label_noise"),
     ({"schedul": "cosine"}, "finetune.groups[0].schedul"),
     ({"base": "no/such-model-here"}, "finetune.groups[0].base"),
+    ({"shortcut": {"token": "zq", "label": "plants"}},
+     "finetune.groups[0].shortcut.label: shortcut label 'plants' is not one of"),
 ])
 def test_bad_settings_are_one_sentence_naming_the_key(tmp_path, tiny_bert, capsys, settings,
                                                       says):
@@ -207,3 +209,22 @@ def test_heads_and_finetune_groups_need_distinct_names(tmp_path, tiny_bert, caps
                     model={"id": str(tiny_bert)}, heads={"groups": [{"name": "ref"}]})
     assert main(["validate", str(recipe)]) == 2
     assert "finetune.groups[0].name: 'ref' is also a heads group" in capsys.readouterr().err
+
+
+def test_shortcut_plants_the_cue_in_a_seeded_exact_share_of_one_class():
+    import numpy as np
+
+    from embedforensics.compare.finetune import plant_shortcut
+    from embedforensics.recipe.compare_spec import ShortcutSpec
+
+    texts = [f"text {i}" for i in range(20)]
+    labels = np.array([0, 1] * 10)
+    spec = ShortcutSpec(token="zq", label="b", fraction=0.5)
+    out = plant_shortcut(texts, labels, ["a", "b"], spec, seed=3)
+    cued = [i for i, t in enumerate(out) if t.startswith("zq ")]
+    assert len(cued) == 5 and all(labels[i] == 1 for i in cued)
+    assert all(out[i] == texts[i] for i in range(20) if i not in cued)
+    assert plant_shortcut(texts, labels, ["a", "b"], spec, seed=3) == out
+    end = plant_shortcut(texts, labels, ["a", "b"],
+                         ShortcutSpec(token="zq", label="a", position="end"), seed=0)
+    assert [t.endswith(" zq") for t in end] == [bool(y == 0) for y in labels]
