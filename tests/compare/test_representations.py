@@ -434,3 +434,45 @@ def test_streamed_moments_equal_one_shot(monkeypatch):
     bad[97, 3] = np.inf  # in the last chunk
     with pytest.raises(ValueError, match="NaN or infinite"):
         linear_cka(bad, Y)
+
+
+def test_debiased_cka_leave_one_out_equals_recomputing_without_each_row():
+    from embedforensics.compare.representations import debiased_cka_leave_one_out
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(25, 6)) + 4.0  # not centred: each delete-one sample recentres
+    Y = X @ rng.normal(size=(6, 9)) + rng.normal(size=(25, 9))
+    brute = [linear_cka(np.delete(X, i, 0), np.delete(Y, i, 0), debiased=True)
+             for i in range(25)]
+    np.testing.assert_allclose(debiased_cka_leave_one_out(X, Y), brute, atol=1e-12)
+
+
+def test_jackknife_interval_covers_the_population_cka_at_its_level():
+    """The comparator's CI (jackknife of debiased CKA) holds its level where a percentile
+    bootstrap of linear CKA does not (duplicated rows raise CKA)."""
+    from embedforensics.compare.representations import (
+        debiased_cka_leave_one_out,
+        jackknife_interval,
+    )
+
+    def simulate(n, rng, A, B):  # tanh features of a shared latent (as the benchmark)
+        Z = rng.normal(size=(n, 20)) * np.linspace(2, 0.2, 20)
+        return (np.tanh(Z @ A) + 0.3 * rng.normal(size=(n, 32)),
+                np.tanh(Z @ B) + 0.3 * rng.normal(size=(n, 32)))
+
+    rng0 = np.random.default_rng(0)
+    A = rng0.normal(size=(20, 32))
+    B = 0.6 * A + 0.8 * rng0.normal(size=(20, 32))
+    truth = linear_cka(*simulate(20_000, np.random.default_rng(1), A, B))
+    jack = boot = 0
+    studies = 60
+    for s in range(studies):
+        rng = np.random.default_rng(100 + s)
+        X, Y = simulate(80, rng, A, B)
+        lo, hi = jackknife_interval(linear_cka(X, Y, debiased=True),
+                                    debiased_cka_leave_one_out(X, Y))
+        jack += lo <= truth <= hi
+        b = [linear_cka(X[i], Y[i]) for i in (rng.integers(0, 80, 80) for _ in range(50))]
+        boot += np.quantile(b, 0.025) <= truth <= np.quantile(b, 0.975)
+    assert jack >= 0.85 * studies  # nominal 0.95; binomial sd ≈ 2.8 studies
+    assert boot <= 0.3 * studies
