@@ -172,6 +172,7 @@ TRANSFORMS = Registry("transforms")
 TRANSFORMS.add("translate", "embedforensics.transforms.translate:Translate")
 TRANSFORMS.add("generate", "embedforensics.transforms.generate:Generate")
 TRANSFORMS.add("words", "embedforensics.transforms.text:Words")
+TRANSFORMS.add("insert", "embedforensics.transforms.insert:Insert")
 
 # model families, asked in their ``priority`` order (most specific id scheme first) whether
 # they claim a model.id; the contract is embedforensics.models.family.ModelFamily

@@ -9,6 +9,9 @@
 * :func:`linear_cka`, :func:`rbf_cka`, :func:`svcca`, :func:`pwcca`,
   :func:`procrustes_distance`, :class:`MinibatchCKA` — representational similarity of two
   models' hidden states on the same inputs (:mod:`.representations`).
+* :func:`modeldiff` — ModelDiff (Shah et al., arXiv 2211.12491): directions over training
+  points that distinguish two training procedures' attribution matrices, with a half-split
+  seed null (:mod:`.modeldiff`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ _EXPORTS = {
     "linear_cka": "embedforensics.compare.representations",
     "majority_vote": "embedforensics.compare.metrics",
     "minibatch_linear_cka": "embedforensics.compare.representations",
+    "modeldiff": "embedforensics.compare.modeldiff",
+    "ModelDiffResult": "embedforensics.compare.modeldiff",
+    "load_attribution_matrix": "embedforensics.compare.modeldiff",
     "naive_trntk_kernel": "embedforensics.compare.trntk",
     "network_probabilities": "embedforensics.compare.kglm",
     "optimal_trimming": "embedforensics.compare.alpha_hat",
@@ -68,6 +74,7 @@ _EXPORTS = {
 }
 
 from embedforensics.compare.alpha_hat import alpha_hat as alpha_hat  # noqa: E402
+from embedforensics.compare.modeldiff import modeldiff as modeldiff  # noqa: E402
 
 __all__ = sorted(_EXPORTS)
 
