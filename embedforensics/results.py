@@ -121,3 +121,71 @@ class AnalysisResult(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of this result (as written to ``results.json``)."""
         return self.model_dump(mode="json")
+
+
+class MetricValue(float):
+    """A metric's value that is still a ``float`` (so ``result.metric(...) > 0.9`` and
+    arithmetic work as before) and also carries its interval, n and method.
+
+    Returned by ``RunResults.metric``; ``.metric`` is the full :class:`Metric`.
+    """
+
+    metric: Metric
+    name: str
+    probe: str
+
+    def __new__(cls, metric: Metric, *, name: str = "", probe: str = "") -> MetricValue:
+        if metric.value is None:
+            raise ValueError("a MetricValue needs a value (the metric has none)")
+        obj = super().__new__(cls, metric.value)
+        obj.metric, obj.name, obj.probe = metric, name, probe
+        return obj
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """The (low, high) confidence interval, or None when the metric has none."""
+        return self.metric.ci
+
+    interval = ci
+
+    @property
+    def ci_level(self) -> float | None:
+        return self.metric.ci_level
+
+    @property
+    def n(self) -> int:
+        return self.metric.n
+
+    @property
+    def method(self) -> str:
+        return self.metric.method
+
+    @property
+    def std(self) -> float | None:
+        return self.metric.std
+
+    @property
+    def description(self) -> str:
+        return self.metric.description
+
+    def __repr__(self) -> str:
+        parts = [f"{float(self):.4g}"]
+        if self.ci is not None:
+            level = f"{round((self.ci_level or 0.95) * 100)}% " if self.ci_level else ""
+            parts.append(f"{level}CI {self.ci[0]:.4g}–{self.ci[1]:.4g}")
+        if self.std is not None:
+            parts.append(f"sd {self.std:.3g}")
+        parts.append(f"n={self.n}")
+        head = f"{self.probe}.{self.name}" if self.probe else (self.name or "metric")
+        method = f"; {self.method}" if self.method else ""
+        return f"<{head} = {', '.join(parts)}{method}>"
+
+    def __reduce__(self) -> Any:
+        return (MetricValue, (self.metric,), {"name": self.name, "probe": self.probe})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name, self.probe = state["name"], state["probe"]

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from embedforensics.report.schema import MetricOut, Results
 
 
 def number(value: float | None) -> str:
+    """A statistic for a reader: three decimals up to 1 (0.988, so proportions line up),
+    four significant digits above 1 without trailing zeros (14.6, 266, 1075), an integer
+    value as an integer, and ``3.1e-05`` style for the very small or very large."""
     if value is None:
         return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if not math.isfinite(value):
+        return str(value)
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
         return f"{value:.3g}"
-    return f"{value:.3f}"
+    if abs(value) <= 1:
+        return f"{value:.3f}"
+    if float(value).is_integer():
+        return str(int(value))
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def metric_text(m: MetricOut) -> str:
@@ -31,7 +45,10 @@ def metric_text(m: MetricOut) -> str:
 
 
 def cell(value: Any) -> str:
-    if isinstance(value, float):
+    """A table cell: numbers as :func:`number` (a count stays an integer), None empty."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
         return number(value)
     if value is None:
         return ""
@@ -63,3 +80,46 @@ def verdict(results: Results) -> str:
     if failed:
         text += f" Failed probes: {', '.join(failed)}."
     return text
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def plot_numbers(plot: Any) -> str | None:
+    """The numbers of a plot that a picture would not help: a matrix of one label pair
+    (2×2, the same labels on both axes, nothing on the diagonal), e.g. a pairwise test
+    between two labels. None for every other plot (it is drawn)."""
+    if getattr(plot, "kind", None) != "matrix":
+        return None
+    data = plot.data
+    values = data.get("values") or []
+    rows, cols = data.get("row_labels") or [], data.get("col_labels") or []
+    if len(values) != 2 or any(len(v) != 2 for v in values) or list(rows) != list(cols) \
+            or len(rows) != 2:
+        return None
+    if any(_finite(values[k][k]) and values[k][k] != 0 for k in (0, 1)):
+        return None
+    a, b = values[0][1], values[1][0]
+    shown = [number(v) for v in (a, b) if _finite(v)]
+    if not shown:
+        return None
+    text = shown[0] if len(set(shown)) == 1 else f"{shown[0]} ({rows[0]} row), " \
+        f"{shown[-1]} ({rows[1]} row)"
+    return f"{plot.title}: {rows[0]} vs {rows[1]}: {text}."
+
+
+def duplicates_plot(table: dict[str, Any], plots: list[Any]) -> bool:
+    """True when ``table`` holds exactly the numbers of one of ``plots``' matrices (a
+    confusion matrix drawn with its counts in the cells): the report shows it once."""
+    body = [[v for v in row if not isinstance(v, str)] for row in table.get("rows", [])]
+    for plot in plots:
+        if getattr(plot, "kind", None) != "matrix":
+            continue
+        values = plot.data.get("values") or []
+        if len(values) <= 12 and len(values) == len(body) and all(
+                len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True))
+                for a, b in zip(values, body, strict=True)):
+            return True
+    return False
