@@ -34,6 +34,7 @@ from embedforensics.registry import PROBES
 from embedforensics.report import write_reports
 from embedforensics.report.confounds import surface_warnings
 from embedforensics.report.schema import DataOut, RecipeOut, Results, SourceOut
+from embedforensics.report.view import ResultsView
 from embedforensics.results import AnalysisResult
 from embedforensics.sources import Records, load_sources
 from embedforensics.study.analysis import EmbeddedData, Outcome, ProbeAnalysis
@@ -235,10 +236,12 @@ def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet 
     return out_dir
 
 
-@dataclass
-class RunResults:
+@dataclass(repr=False)
+class RunResults(ResultsView):
     """What ``run`` and ``compare`` return: the results object, the embeddings and where
-    reports went."""
+    reports went. In a notebook it shows the verdict and the summary table; ``metric``,
+    ``metrics``, ``to_frame`` and ``figures`` come from
+    :class:`~embedforensics.report.view.ResultsView`."""
 
     results: Results
     embeddings: EmbeddingSet | None
@@ -246,13 +249,6 @@ class RunResults:
 
     def __getitem__(self, key: str) -> Any:
         return self.results.model_dump(by_alias=True)[key]
-
-    def metric(self, probe: str, name: str) -> float | None:
-        """Shortcut: the value of metric ``name`` of the first probe called ``probe``."""
-        for p in self.results.probes:
-            if p.probe == probe and name in p.metrics:
-                return p.metrics[name].value
-        raise KeyError(f"no metric {name!r} for probe {probe!r}")
 
 
 class AnalysisFailures(UserError):
