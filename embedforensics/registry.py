@@ -120,6 +120,7 @@ COMPARATORS.add("outputs", "embedforensics.compare.outputs_comparator:OutputsCom
 COMPARATORS.add("trntk", "embedforensics.compare.trntk_comparator:TrntkComparator")
 COMPARATORS.add("representations",
                 "embedforensics.compare.representations_comparator:RepresentationsComparator")
+COMPARATORS.add("modeldiff", "embedforensics.compare.modeldiff_comparator:ModelDiffComparator")
 COMPARATORS.add("stitching", "embedforensics.compare.stitching_comparator:StitchingComparator")
 
 CHECKS = Registry("checks")

@@ -1,0 +1,102 @@
+"""The modeldiff comparator on tiny random checkpoints: tables, null, verified transforms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from embedforensics.cli import main
+from embedforensics.errors import UserError
+from tests.compare.test_heads import build_tiny_classifier
+from tests.compare.test_workflow import ANIMAL, FINANCE, _texts
+
+PARAMS = {"name": "modeldiff", "group_a": "other", "n_components": 2, "n_train": 24,
+          "n_test": 12, "n_splits": 10, "subpopulation": 3, "show_train": 2, "n_effect": 16,
+          "n_bootstrap": 200, "batch_size": 8, "params": "head",
+          "transforms": [{"name": "insert", "phrase": "stock stock", "position": "end"},
+                         {"name": "insert", "phrase": "cat cat cat", "position": "start"}]}
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("modeldiff")
+    labels = ["animals", "finance"]
+    for i in range(4):
+        build_tiny_classifier(tmp / "ckpt" / f"ref-{i}", labels, seed=i)
+    for i in range(2):
+        build_tiny_classifier(tmp / "ckpt" / f"cand-{i}", labels, seed=10 + i)
+    # every text is longer than max_length, so words appended at the end are never seen
+    data = {"version": 1, "name": "ckpts", "seed": 0,
+            "sources": [{"label": "animals", "texts": _texts(ANIMAL, 30, 1, (9, 13))},
+                        {"label": "finance", "texts": _texts(FINANCE, 30, 2, (9, 13))}],
+            "compare": {"reference": "ckpt/ref-*", "candidates": {"other": "ckpt/cand-*"},
+                        "methods": ["asymptotic"], "max_length": 6,
+                        "comparators": [PARAMS]}}
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_compare_with_modeldiff(recipe, tmp_path):
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(recipe), "-o", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    (entry,) = [p for p in results["probes"] if p["probe"] == "modeldiff-other-vs-reference"]
+    assert "ModelDiff" in entry["summary"] and "2 vs 4 models" in entry["summary"]
+    dirs = entry["tables"]["modeldiff_directions"]["rows"]
+    assert len(dirs) == 2 * 2  # both ways × components
+    for row in dirs:
+        assert 0 <= row[1] <= 1 and 0 <= row[2] <= 1 and row[3] == pytest.approx(row[1] - row[2])
+        assert 0 < row[5] <= 1
+    assert len(entry["tables"]["modeldiff_subpopulations"]["rows"]) == 4 * 3
+    assert len(entry["tables"]["modeldiff_training_points"]["rows"]) == 4 * 2 * 2
+    faith = entry["tables"]["modeldiff_kglm_faithfulness"]["rows"]
+    assert [r[0] for r in faith] == ["other"] * 2 + ["reference"] * 4
+    effects = entry["tables"]["modeldiff_verified_transformations"]["rows"]
+    assert len(effects) == 2 * 3
+    hidden, seen = effects[:3], effects[3:]
+    # the appended words are truncated away: nothing changes, the CI covers 0
+    for label, group, mean, lo, hi, *_ in hidden[:2]:
+        assert mean == 0.0 and lo <= 0.0 <= hi, (label, group)
+    assert hidden[2][2] == 0.0 and hidden[2][7] == 1.0 and hidden[2][8] is True
+    assert any(abs(r[2]) > 0 for r in seen[:2])  # the inserted start is seen
+    prov = results["provenance"]["compare"]["modeldiff-other-vs-reference"]
+    assert len(prov["train_ids"]) == 24 and len(prov["test_ids"]) == 12
+    assert not set(prov["train_ids"]) & set(prov["test_ids"])
+    assert prov["a_vs_b"]["null"]["n_splits"] == 10
+    w = np.array(prov["directions"][0]["weights"])
+    assert w.shape == (24,) and np.linalg.norm(w) == pytest.approx(1.0)
+    assert prov["verification"]["transforms"][0]["example"]["transformed"].endswith(
+        "stock stock")
+
+
+def test_contract_and_bad_parameters(recipe):
+    from embedforensics.compare.checkpoints import load_checkpoints
+    from embedforensics.compare.modeldiff_comparator import ModelDiffComparator
+    from embedforensics.study.context import StudyContext
+    from embedforensics.testing import check_comparator
+
+    inputs = load_checkpoints(StudyContext.open(recipe, progress=False))
+    params = {k: v for k, v in PARAMS.items() if k not in ("name", "transforms")}
+    check_comparator(ModelDiffComparator, inputs, **{**params, "n_splits": 4, "max_models": 2})
+
+    def run(**extra):
+        comp = ModelDiffComparator(ModelDiffComparator.validate_params({**params, **extra}))
+        comp.key = "compare.comparators[0]"
+        return comp.run(inputs)
+
+    with pytest.raises(UserError, match="group 'nope' is not among") as info:
+        run(group_a="nope")
+    assert "compare.comparators[0].group_a" in str(info.value)
+    with pytest.raises(UserError, match="both 'other'"):
+        run(group_b="other")
+    with pytest.raises(UserError, match="unknown transform 'insret'.*insert"):
+        run(n_splits=0, transforms=[{"name": "insret", "phrase": "x"}])
+    with pytest.raises(UserError, match="effect_class 'cats'"):
+        run(n_splits=0, effect_class="cats", transforms=[{"name": "insert", "phrase": "x"}])
+    with pytest.raises(UserError, match=r"compare\.x\.transforms"):
+        ModelDiffComparator.validate_params({"group_a": "a", "transforms": [{"phrase": "x"}]},
+                                            key="compare.x")
