@@ -413,9 +413,18 @@ def spectral_stats(eigenvalues: np.ndarray, aspect_ratio: float, *,
                    vectors: np.ndarray | None = None,
                    direction: np.ndarray | None = None) -> SpectralStats:
     """MP fit, outliers, power-law tail, stable rank and (with ``vectors`` and
-    ``direction``) the top eigenvector's squared cosine with the direction."""
+    ``direction``) the top eigenvector's squared cosine with the direction.
+
+    The power-law fit is marked meaningless (``power_law=False``) also when no eigenvalue
+    lies beyond the MP bulk's Tracy–Widom margin: the fitted "tail" is then the bulk edge."""
     mp = mp_fit(eigenvalues, aspect_ratio, sigma2=sigma2, level=level, n_rows=n_rows)
     pl = powerlaw_fit(eigenvalues, min_tail=min_tail, n_bootstrap=n_bootstrap, seed=seed)
+    if pl.power_law and mp.n_outliers == 0:
+        # the "tail" is the edge of the MP bulk itself: no eigenvalue lies beyond the bulk's
+        # Tracy–Widom margin, so an α describes the bulk's square-root edge, not a tail
+        pl.power_law = False
+        pl.reason = ("no eigenvalue beyond the MP bulk's Tracy–Widom margin: a bulk-only "
+                     "spectrum")
     al = None
     if vectors is not None and direction is not None:
         al = float(alignment(np.asarray(vectors)[:, :1], direction)[0])
