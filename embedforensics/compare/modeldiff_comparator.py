@@ -81,6 +81,10 @@ class ModelDiffParams(BaseModel):
     n_bootstrap: int = Field(2000, ge=10, description="Bootstrap resamples of the effect CI.")
     n_permutations: int = Field(10000, ge=10, description="Label permutations for the A − B "
                                 "p-value (exact when the relabellings are fewer).")
+    train_texts: Literal["recipe", "as_trained"] = Field(
+        "recipe", description="Training texts the kernel sees: as the recipe has them, or as "
+        "each fine-tuned model was trained on them (its record's shortcut: the token put "
+        "into every training text of its label).")
     seed: int | None = Field(None, description="Seed (default: the recipe seed).")
 
     @field_validator("transforms")
@@ -134,7 +138,10 @@ class ModelDiffComparator(Comparator):
         key = "compare.reference" if group == "reference" else f"compare.candidates.{group}"
         done = []
         for s in models:
-            done.append(_one_model(group, s, inputs.prepared, tr, te, test_pos, spec, seed,
+            data = inputs.prepared
+            if self.params.train_texts == "as_trained":
+                data = self._as_trained(inputs, s, tr)
+            done.append(_one_model(group, s, data, tr, te, test_pos, spec, seed,
                                    max_length, key))
             # the kernel's wrapper (a new nn.Module, in training mode) restores *its* mode
             # on exit, which puts the checkpoint into training mode (dropout on): back to eval
@@ -144,6 +151,39 @@ class ModelDiffComparator(Comparator):
         log.info("modeldiff %s: %d attribution matrices in %.1f s", group, len(done),
                  sum(m.seconds for m in done))
         return np.stack([m.contrib_true for m in done]), done
+
+    def _as_trained(self, inputs: Any, scored: Any, tr: np.ndarray) -> Any:
+        """The prepared data with the sampled training texts as ``scored`` was trained on
+        them: a fine-tune record's ``shortcut`` re-applied (every training text of its label
+        gets the token; only that exact case is reproducible from the sample alone)."""
+        import json
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        from embedforensics.compare.finetune import plant_shortcut
+        from embedforensics.recipe.compare_spec import ShortcutSpec
+
+        data = inputs.prepared
+        record = Path(scored.path) / "embedforensics-finetune.json"
+        if not record.is_file():
+            return data
+        settings = json.loads(record.read_text(encoding="utf-8")).get("settings", {})
+        shortcut = settings.get("shortcut")
+        if not shortcut:
+            return data
+        spec = ShortcutSpec(**shortcut)
+        if spec.fraction < 1 or settings.get("label_noise", 0):
+            raise self._err(inputs, f"train_texts: as_trained cannot reproduce the training "
+                            f"texts of '{model_name(scored.path)}': its shortcut covers a "
+                            "seeded fraction of the texts or its labels are noisy; use "
+                            "train_texts: recipe.", "train_texts")
+        texts = list(data.texts)
+        labels = data.y[tr]
+        for i, t in zip(tr, plant_shortcut([texts[i] for i in tr], labels, data.classes, spec,
+                                           0), strict=True):
+            texts[int(i)] = t
+        return SimpleNamespace(embeddings=data.embeddings, texts=texts, y=data.y,
+                               classes=data.classes)
 
     # ------------------------------------------------------------------ verification
 
@@ -388,5 +428,6 @@ class ModelDiffComparator(Comparator):
                          f"{r.variance_b[best]:.4f}{ptxt}); "
                          + (f"direction(s) {sig} beyond seed noise (p ≤ {RANK_P_LEVEL})"
                             if sig else "no direction beyond seed noise"))
-        return (f"ModelDiff on trNTK true-class attributions ({res.n_models_a} vs "
+        seen = " (training texts as trained)" if p.train_texts == "as_trained" else ""
+        return (f"ModelDiff on trNTK true-class attributions{seen} ({res.n_models_a} vs "
                 f"{res.n_models_b} models): " + "; ".join(parts) + ".")

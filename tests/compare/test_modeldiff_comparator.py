@@ -100,3 +100,44 @@ def test_contract_and_bad_parameters(recipe):
     with pytest.raises(UserError, match=r"compare\.x\.transforms"):
         ModelDiffComparator.validate_params({"group_a": "a", "transforms": [{"phrase": "x"}]},
                                             key="compare.x")
+
+
+def test_training_texts_as_trained(recipe, tmp_path):
+    """A fine-tune record's shortcut is put back into the training texts the kernel sees."""
+    import shutil
+
+    from embedforensics.compare.checkpoints import load_checkpoints
+    from embedforensics.compare.modeldiff_comparator import ModelDiffComparator
+    from embedforensics.study.context import StudyContext
+
+    root = tmp_path / "r"
+    shutil.copytree(recipe.parent / "ckpt", root / "ckpt")
+    shutil.copy(recipe, root / "recipe.yaml")
+    record = {"settings": {"label_noise": 0.0,
+                           "shortcut": {"token": "cat", "label": "finance", "fraction": 1.0,
+                                        "position": "start"}}}
+    for i in range(2):
+        (root / "ckpt" / f"cand-{i}" / "embedforensics-finetune.json").write_text(
+            json.dumps(record), encoding="utf-8")
+    inputs = load_checkpoints(StudyContext.open(root / "recipe.yaml", progress=False))
+    params = {k: v for k, v in PARAMS.items() if k not in ("name", "transforms")}
+    params.update(n_splits=0, max_models=2)
+
+    def run(**extra):
+        comp = ModelDiffComparator(ModelDiffComparator.validate_params({**params, **extra}))
+        comp.key = "compare.comparators[0]"
+        return comp.run(inputs).results[0]
+
+    plain, trained = run(), run(train_texts="as_trained")
+    assert "as trained" in trained.summary and "as trained" not in plain.summary
+    rows = list(zip(plain.tables["modeldiff_kglm_faithfulness"]["rows"],
+                    trained.tables["modeldiff_kglm_faithfulness"]["rows"], strict=True))
+    assert [a[0] for a, _ in rows] == ["other"] * 2 + ["reference"] * 2
+    assert all(a == b for a, b in rows[2:])  # the reference has no record
+    assert any(a != b for a, b in rows[:2])  # the candidates' kernels see "cat ..." texts
+    record["settings"]["shortcut"]["fraction"] = 0.5
+    (root / "ckpt" / "cand-0" / "embedforensics-finetune.json").write_text(
+        json.dumps(record), encoding="utf-8")
+    with pytest.raises(UserError, match="cannot reproduce") as info:
+        run(train_texts="as_trained")
+    assert "compare.comparators[0].train_texts" in str(info.value)
