@@ -42,7 +42,8 @@ class Probe(BaseEstimator):
     ``embedforensics ls probes``), ``min_labels``, ``headline`` (its key metric) and
     ``_param_specs``: a mapping
     from every ``__init__`` parameter to a tuple ``(kind, low, high, options)`` with kind
-    one of int, int_or_none, float, positive_float, str, bool, checked by :meth:`_check_params`; and
+    one of int, int_or_none, float, positive_float, positive_float_or_none, str, bool,
+    checked by :meth:`_check_params`; and
     implement ``_fit(X, y, **context) -> ProbeResult``. ``__init__`` takes keyword-only
     arguments and stores them unchanged.
     """
@@ -184,6 +185,10 @@ def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, optio
             fail("a finite float in (0, inf)")
         if value <= 0:
             fail("a float in (0, inf)")
+    elif kind == "positive_float_or_none":
+        if value is None:
+            return
+        _check_param(owner, pname, value, "positive_float", low, high, options)
     elif kind == "str":
         if value not in options:
             fail("one of " + ", ".join(repr(o) for o in options))

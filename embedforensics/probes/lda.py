@@ -5,10 +5,21 @@ nearly tuning-free linear classifier, well suited to embeddings with more dimens
 rows per label. The probe reports stratified k-fold cross-validated accuracy with an exact
 interval, the chance (majority-class) rate and a one-sided binomial p-value against it,
 plus a projection on the discriminant axes for a picture.
+
+The p-value against chance is an exact label-permutation test
+(:mod:`embedforensics.probes.permutation`): labels permuted within fixed stratified folds,
+every fold refitted for every permutation. By default (``permutation_test="ledoit_wolf"``)
+the tested classifier is the least-squares discriminant with a Ledoit–Wolf-shrunk *total*
+covariance — for two labels Fisher's direction, the same model family as the reported
+shrunk LDA, whose refits are closed-form matrix products for all permutations at once;
+its accuracy is reported beside LDA's (``permutation_statistic``).
+``permutation_test="refit"`` refits scikit-learn's LDA itself for every permutation (joblib
+workers, Besag–Clifford sequential stopping).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,21 +27,46 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from embedforensics.probes.base import Plot, Probe, ProbeResult
+from embedforensics.probes import progress
+from embedforensics.probes.base import Metric, Plot, Probe, ProbeResult
+from embedforensics.probes.permutation import (
+    RidgeCV,
+    fold_ids,
+    ledoit_wolf_penalty,
+    refit_null,
+    sequential_p,
+    standardise,
+)
 from embedforensics.probes.stats import (
     accuracy_metrics,
     check_folds,
-    cv_permutation_p,
     fmt_p,
     fmt_pct,
+    fmt_perm_p,
     matrix_table,
     per_label_recall_table,
+    permutation_p_metric,
     plot_floats,
     stratified_subsample,
 )
 
 JITTER = 0.3
 """Half-width of the vertical jitter in the two-label strip plot (labels sit 1 apart)."""
+
+
+def lda_oof_accuracy(estimator: Any, X: np.ndarray, y: np.ndarray, fold: np.ndarray,
+                     order: np.ndarray) -> float:
+    """Out-of-fold accuracy of a fresh clone of ``estimator`` per fold for the labels
+    ``y[order]`` (the refit permutation test's statistic; module-level for joblib)."""
+    from sklearn.base import clone
+
+    permuted = y[order]
+    correct = 0
+    for f in np.unique(fold):
+        train, test = fold != f, fold == f
+        pred = clone(estimator).fit(X[train], permuted[train]).predict(X[test])
+        correct += int(np.sum(pred == permuted[test]))
+    return correct / len(y)
 
 
 class LDAProbe(Probe):
@@ -51,6 +87,15 @@ class LDAProbe(Probe):
         Label permutations (each refitting every fold) behind the ``p_value`` against
         chance; 0 reports the binomial p-value instead, which is anti-conservative for
         cross-validated predictions (benchmarks/README.md, calibration).
+    permutation_test : {"ledoit_wolf", "refit"}, default "ledoit_wolf"
+        "ledoit_wolf": the p-value tests the least-squares discriminant with a
+        Ledoit–Wolf-shrunk total covariance, refitted in closed form (fast, exact);
+        "refit": it tests the reported LDA itself, refitting every fold per permutation.
+    n_jobs : int, default -1
+        joblib workers of the "refit" test (-1: all cores); the p-value does not depend on it.
+    stop_after : int or None, default 10
+        Sequential (Besag–Clifford) stopping of the "refit" test after this many permuted
+        accuracies reach the observed one; None runs every permutation.
 
     The projection plot is fitted on all rows, so its separation is in-sample and optimistic
     (with more dimensions than rows even pure noise separates); the cross-validated accuracy
@@ -70,15 +115,23 @@ class LDAProbe(Probe):
         "n_permutations": ("int", 0, None, None),
         "shrinkage": ("str", None, None, ("auto", "none")),
         "max_points": ("int", 1, None, None),
+        "permutation_test": ("str", None, None, ("ledoit_wolf", "refit")),
+        "n_jobs": ("int", -64, None, None),
+        "stop_after": ("int_or_none", 1, None, None),
     }
 
     def __init__(self, *, n_folds: int = 5, seed: int = 0, shrinkage: str = "auto",
-                 max_points: int = 2000, n_permutations: int = 99):
+                 max_points: int = 2000, n_permutations: int = 99,
+                 permutation_test: str = "ledoit_wolf", n_jobs: int = -1,
+                 stop_after: int | None = 10):
         self.n_folds = n_folds
         self.seed = seed
         self.shrinkage = shrinkage
         self.max_points = max_points
         self.n_permutations = n_permutations
+        self.permutation_test = permutation_test
+        self.n_jobs = n_jobs
+        self.stop_after = stop_after
 
     def _estimator(self, *, for_projection: bool) -> LinearDiscriminantAnalysis:
         """LDA configured for ``shrinkage``; the eigen solver is the shrunk one that projects."""
@@ -97,12 +150,19 @@ class LDAProbe(Probe):
         pred = cross_val_predict(estimator, X, y, cv=cv)
 
         how = f"{self.n_folds}-fold stratified cross-validated LDA"
-        permutation = None
+        metrics = accuracy_metrics(y, pred, how=how)
+        test = None
         if self.n_permutations:
-            permutation = (cv_permutation_p(estimator, X, y, cv, float(np.mean(pred == y)),
-                                            self.n_permutations, self.seed),
-                           self.n_permutations)
-        metrics = accuracy_metrics(y, pred, how=how, permutation=permutation)
+            fold = fold_ids(list(cv.split(X, y)), n)
+            test = self._permutation_test(estimator, X, y, labels, fold)
+            metrics["p_value"] = permutation_p_metric(
+                test, n, statistic=self._statistic_name(),
+                reported=self._reported_note(float(np.mean(pred == y)), test.observed))
+            metrics["permutation_statistic"] = Metric(
+                value=test.observed, n=n,
+                method="the statistic of the p_value's permutation test",
+                description="Out-of-fold accuracy of the classifier whose permutation test "
+                            "gives the p-value: " + self._statistic_name() + ".")
         acc = metrics["accuracy"]
         chance = metrics["chance_accuracy"].value
         cm = confusion_matrix(y, pred, labels=labels)
@@ -144,12 +204,50 @@ class LDAProbe(Probe):
             f"Linear discriminant analysis tells the {len(labels)} labels apart with "
             f"{fmt_pct(acc.value)} cross-validated accuracy (95% CI {fmt_pct(acc.ci[0])}–"
             f"{fmt_pct(acc.ci[1])}, n={n}; chance {fmt_pct(chance)}, "
-            f"{fmt_p(metrics['p_value'].value)})."
+            f"{fmt_p(metrics['p_value'].value) if test is None else fmt_perm_p(test)})."
         )
         tables = {
             "per_label_recall": per_label_recall_table(y, pred, labels),
             "confusion_matrix": matrix_table(cm, labels, labels, "true \\ predicted"),
         }
-        params = {"n_rows": n, "dim": d}  # the constructor's parameters are added by fit
+        params: dict[str, Any] = {"n_rows": n, "dim": d}  # constructor's: added by fit
+        if test is not None:
+            params["permutation"] = {
+                "test": self.permutation_test, "n_permutations": test.n_permutations,
+                "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
+                "folds": "fixed stratified folds; labels permuted within each fold"}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=[plot], params=params)
+
+    # ---- the permutation test ------------------------------------------------------------
+    def _statistic_name(self) -> str:
+        if self.permutation_test == "ledoit_wolf":
+            return ("out-of-fold accuracy of the least-squares discriminant on standardised "
+                    "features with a Ledoit-Wolf-shrunk total covariance per training fold "
+                    "(label-free shrinkage; closed-form refits)")
+        return "out-of-fold accuracy of the reported LDA, refitted per fold and permutation"
+
+    def _reported_note(self, reported: float, statistic: float) -> str:
+        if self.permutation_test == "ledoit_wolf":
+            return (f"The tested classifier is this least-squares discriminant (accuracy "
+                    f"{fmt_pct(statistic)}, metric permutation_statistic), not the reported "
+                    f"LDA with per-class Ledoit-Wolf covariances (accuracy "
+                    f"{fmt_pct(reported)}); for two labels both use Fisher's direction up "
+                    f"to the shrinkage. permutation_test='refit' tests the LDA itself.")
+        return "The tested classifier is the reported one."
+
+    def _permutation_test(self, estimator: Any, X: np.ndarray, y: np.ndarray,
+                          labels: list[str], fold: np.ndarray) -> Any:
+        codes = np.searchsorted(labels, y)
+        with progress.bar(self.n_permutations,
+                          f"lda: permutations ({self.permutation_test})", "perm") as bar:
+            if self.permutation_test == "ledoit_wolf":
+                ridge = RidgeCV(standardise(X), fold, len(labels), nested=False,
+                                fixed_penalty=ledoit_wolf_penalty)
+                return ridge.permutation_test(codes, self.n_permutations, self.seed,
+                                              progress=bar)
+            stat = partial(lda_oof_accuracy, estimator, np.asarray(X), codes, fold)
+            return sequential_p(stat(np.arange(len(codes))),
+                                refit_null(stat, fold, self.seed, self.n_jobs),
+                                self.n_permutations, stop_after=self.stop_after,
+                                batch=max(8, 2 * abs(self.n_jobs)), progress=bar)

@@ -134,6 +134,47 @@ def cv_permutation_p(estimator: Any, X: np.ndarray, y: np.ndarray, cv: Any, obse
     return (1 + int(np.sum(null >= observed - 1e-12))) / (1 + n_permutations)
 
 
+def fmt_perm_p(test: Any) -> str:
+    """A permutation p-value for a sentence: 'p ≤ 0.01 (floor with 99 permutations)' at
+    its floor (never an exact-looking 'p=0.010'), 'p=0.31 (stopped after 32 of 99
+    permutations)' after sequential stopping, else :func:`fmt_p`.
+
+    ``test`` is a :class:`embedforensics.probes.permutation.PermutationResult`.
+    """
+    if test.at_floor:
+        return f"p ≤ {1 / (1 + test.n_permutations):.2g} (floor with {test.n_permutations} " \
+               "permutations)"
+    if test.stopped_early:
+        return f"{fmt_p(test.p)} (stopped after {test.n_evaluated} of {test.n_permutations} " \
+               "permutations)"
+    return fmt_p(test.p)
+
+
+def permutation_p_metric(test: Any, n: int, *, statistic: str, reported: str) -> Metric:
+    """The ``p_value`` metric of an exact permutation test of a cross-validated accuracy.
+
+    ``statistic`` names the accuracy whose permutation distribution gives the p-value
+    (e.g. "out-of-fold accuracy of a nested-CV ridge discriminant"); ``reported`` says how
+    it relates to the probe's reported classifier. The metric carries ``display`` (the text
+    of :func:`fmt_perm_p`), ``at_floor``, ``n_permutations`` and ``n_evaluated``.
+    """
+    floor = 1 / (1 + test.n_permutations)
+    at_floor = (f" This p-value is at its floor: p ≤ {floor:.2g} with {test.n_permutations} "
+                "permutations; more permutations are needed to say how much smaller it is."
+                if test.at_floor else "")
+    return Metric(
+        value=test.p, n=n,
+        method=f"exact label-permutation test of the {statistic}: labels permuted within "
+               f"the fixed stratified folds and every fold refitted for every permutation "
+               f"({test.n_permutations} permutations); {test.describe()}. {reported}",
+        description="Probability, if the labels carried no information about the "
+                    "embeddings, of a cross-validated accuracy at least this high; valid at "
+                    f"any sample size, but cannot go below 1/{test.n_permutations + 1}."
+                    + at_floor,
+        display=fmt_perm_p(test), at_floor=test.at_floor,
+        n_permutations=test.n_permutations, n_evaluated=test.n_evaluated)
+
+
 def per_label_recall_table(y_true: np.ndarray, y_pred: np.ndarray,
                            labels: Sequence[str]) -> dict[str, Any]:
     """Table of recall per true label, each with its n and Clopper–Pearson interval."""
