@@ -19,6 +19,7 @@ import logging
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -111,10 +112,21 @@ def run_probes(ctx: StudyContext, embeddings: EmbeddingSet,
                meta: dict[str, list[Any]] | None = None) -> Outcome:
     """Fit every recipe probe (once per captured layer); with several layers a
     ``layer_sweep`` result follows."""
+    from embedforensics.probes.progress import probe_progress
+
     inputs = EmbeddedData(embeddings, meta or {})
     outcome = Outcome()
-    for analysis in probe_analyses(ctx):
-        one = analysis.run(inputs)
+    analyses = probe_analyses(ctx)
+    for i, analysis in enumerate(analyses, 1):
+        # one line as each probe starts and ends, so a long probe is not taken for a hang;
+        # the wall time is also in results.json (each result's params.seconds, per layer)
+        log.info("probe %d/%d %s: started (%d rows)", i, len(analyses), analysis.name,
+                 len(embeddings.labels))
+        t0 = time.perf_counter()
+        with probe_progress(ctx.progress):
+            one = analysis.run(inputs)
+        log.info("probe %d/%d %s: %s in %.1f s", i, len(analyses), analysis.name,
+                 "failed" if one.failures else "done", time.perf_counter() - t0)
         outcome.results += one.results
         outcome.failures += one.failures
     layers = [layer for layer, _ in inputs.layers()]
