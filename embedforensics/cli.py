@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                                        "report.md")
     recipe_args(p_run)
     p_run.add_argument("--output", "-o", help="output folder (default: output.dir or "
-                                              "runs/<name>)")
+                                              "runs/<name>, both relative to the recipe's "
+                                              "folder)")
     p_run.add_argument("--no-cache", action="store_true", help="do not read or write the "
                                                                "embedding cache")
     p_run.add_argument("--num-processes", type=int, default=None, metavar="N",
@@ -93,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                                            "ensemble (α̂, accuracy, churn, calibration)")
     recipe_args(p_cmp)
     p_cmp.add_argument("--output", "-o", help="output folder (default: compare.dir or "
-                                              "runs/<name>/compare)")
+                                              "runs/<name>/compare, relative to the recipe's "
+                                              "folder)")
     p_cmp.add_argument("--no-cache", action="store_true", help="do not read or write the "
                                                                "embedding and soft-output caches")
 
@@ -133,9 +135,24 @@ def _relaunch(argv: Sequence[str], n: int) -> int:
     from embedforensics.engine.distributed import launch_command
 
     cmd, env = launch_command(n, rest)
+    if "OMP_NUM_THREADS" not in os.environ:  # torchrun starts each process single-threaded
+        import torch
+
+        # read back by study.pipeline.restore_threads for the probes after the embedding
+        env["EMBEDFORENSICS_THREADS"] = str(torch.get_num_threads())
     print("launching: " + " ".join(f"{k}={v}" for k, v in env.items()) + " "
           + " ".join(cmd[2:]), file=sys.stderr)
     return subprocess.run(cmd, check=False, env={**os.environ, **env}).returncode
+
+
+def accelerate_ran_one_process() -> bool:
+    """True when ``accelerate launch --num_processes N`` (N > 1) started this command as a
+    single process: on the CPU accelerate's launcher needs MPI for more than one, and
+    without it runs the command once (it sets the rendezvous address, not a world size)."""
+    from embedforensics.engine.distributed import launched
+
+    return ("ACCELERATE_MIXED_PRECISION" in os.environ and "MASTER_ADDR" in os.environ
+            and not launched())
 
 
 def _secondary_process() -> bool:
@@ -187,17 +204,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run(loaded, output=args.output, use_cache=not args.no_cache,
                  progress=not args.quiet)
-    out = result.output_dir
-    print(f"Finding: {_headline(result)}")
-    print(f"Report: {out / 'report.html'}")
-    print(f"Also: {out / 'report.md'}, {out / 'results.json'}")
+    default = None if args.output or loaded.recipe.output.dir else \
+        f"runs/{loaded.recipe.name} next to the recipe (the default; -o or output.dir " \
+        "choose another)"
+    _print_outcome(result, default)
     return 0
 
 
-def _headline(result) -> str:
-    from embedforensics.report.format import verdict
+def _print_outcome(result, default_note: str | None) -> None:
+    """The summary table, the verdict, then where the reports are (as lm-eval and MTEB end
+    a run)."""
+    from embedforensics.report.summary import lead_verdict, summary_text
 
-    return verdict(result.results)
+    out = result.output_dir
+    print()
+    print(summary_text(result.results))
+    print()
+    print(f"Finding: {lead_verdict(result.results)}")
+    print(f"Report: {out / 'report.html'}")
+    print(f"Also: {out / 'report.md'}, {out / 'results.json'}")
+    if default_note:
+        print(f"Folder: {default_note}")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -292,11 +319,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     check_output_dir(args.output)
     result = compare(args.recipe, overrides=args.overrides, output=args.output,
                      use_cache=not args.no_cache, progress=not args.quiet)
-    out = result.output_dir
-    for probe in result.results.probes:
-        print(probe.summary)
-    print(f"Report: {out / 'report.html'}")
-    print(f"Also: {out / 'report.md'}, {out / 'results.json'}")
+    spec = result.results.recipe.resolved.get("compare") or {}
+    default = None if args.output or spec.get("dir") else \
+        f"runs/{result.results.recipe.name}/compare next to the recipe (the default; -o " \
+        "or compare.dir choose another)"
+    _print_outcome(result, default)
     return 0
 
 
@@ -377,6 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if n is not None and n != 1 and not launched():
             return _relaunch(list(sys.argv[1:] if argv is None else argv), n)
+        if args.command in ("run", "embed") and accelerate_ran_one_process():
+            print("warning: 'accelerate launch' started one process, not several (on the "
+                  "CPU its launcher needs MPI for more), so this run embeds in one process "
+                  "(recorded as processes: 1); for N CPU processes use "
+                  f"'embedforensics {args.command} --num-processes N ...' instead.",
+                  file=sys.stderr)
         return _COMMANDS[args.command](args)
     except UserError as exc:
         if args.debug:

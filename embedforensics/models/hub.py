@@ -260,6 +260,38 @@ def model_reader(model_id: str, base_dir: Path, revision: str | None) -> FileRea
     return None if offline() else hub_download_reader(model_id, revision)
 
 
+def cached_revisions(model_id: str) -> list[str]:
+    """The revisions of hub repo ``model_id`` in the local Hugging Face cache (branch and
+    tag names first, then commit hashes); empty when none is cached."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - a dependency of transformers
+        return []
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--"))
+    refs = sorted(p.name for p in (repo / "refs").glob("*") if p.is_file()) \
+        if (repo / "refs").is_dir() else []
+    snaps = sorted(p.name for p in (repo / "snapshots").glob("*") if p.is_dir()) \
+        if (repo / "snapshots").is_dir() else []
+    return refs + [s for s in snaps if s not in refs]
+
+
+def offline_message(model_id: str, revision: str | None) -> str:
+    """Why a hub model cannot be had offline and the one command that fetches it: the
+    whole model is missing, or only the requested revision is (other revisions cached)."""
+    command = f"hf download {model_id}" + (f" --revision {revision}" if revision else "")
+    cached = cached_revisions(model_id)
+    if revision and cached:
+        shown = ", ".join(c[:12] for c in cached[:4]) + (" ..." if len(cached) > 4 else "")
+        return (f"model '{model_id}' is in the Hugging Face cache but not at revision "
+                f"'{revision}' (cached: {shown}), and HF_HUB_OFFLINE=1 forbids downloading it; "
+                f"fetch that revision with '{command}' while online, or set model.revision to "
+                "a cached one.")
+    return (f"model '{model_id}' is not available offline (not in the Hugging Face cache "
+            f"and HF_HUB_OFFLINE=1); download it with '{command}' while online, point "
+            "model.id at a local folder, or use a bundled model ('embedforensics models "
+            "ls').")
+
+
 def locate_pretrained(model_id: str, *, base_dir: Path, revision: str | None,
                       file: str | None, key: str, fingerprint: bool = True) -> Pretrained:
     """Find a ``from_pretrained`` model: a local folder (fingerprinted from its files) or a
@@ -278,11 +310,7 @@ def locate_pretrained(model_id: str, *, base_dir: Path, revision: str | None,
     cached = cached_file(model_id, "config.json", revision)
     if cached is None:
         if offline():
-            raise UserError(
-                f"model '{model_id}' is not available offline (not in the Hugging Face cache "
-                "and HF_HUB_OFFLINE=1); download it with 'huggingface-cli download "
-                f"{model_id}', point model.id at a local folder, or use a bundled model "
-                "('embedforensics models ls').", file=file, key=key)
+            raise UserError(offline_message(model_id, revision), file=file, key=key)
         return Pretrained(model_id, revision, "", "hub", None, None, model_id,
                           hub_download_reader(model_id, revision))
     commit = cached.parent.name

@@ -316,6 +316,25 @@ def _format_path(parts: list[str | int] | tuple[Any, ...]) -> str:
     return out
 
 
+#: the key a bare string stands for, by where it is written: ``model: <id>``,
+#: ``probes: [pca]``, ``transform: [lowercase]``, ``comparators: [outputs]``
+_SHORTHAND_KEYS = ((re.compile(r"^model$"), "id"),
+                   (re.compile(r"(^|\.)(probes|transform|comparators)\[\d+\]$"), "name"))
+
+
+def _expand_shorthand(parent: Any, key: str | int, path: str) -> Any:
+    """``parent[key]`` as a mapping when it is a bare-string shorthand (``model: <id>``,
+    ``probes: [pca]``), so ``--set model.batch_size=8`` or ``--set probes[0].n_folds=3``
+    can add a key to it; anything else unchanged."""
+    child = parent[key]
+    if isinstance(child, str):
+        for pattern, name in _SHORTHAND_KEYS:
+            if pattern.search(path):
+                parent[key] = {name: child}
+                return parent[key]
+    return child
+
+
 def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any, text: str) -> None:
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -327,13 +346,13 @@ def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any, te
                     f"--set '{text}': {_format_path(parts[:i + 1])} does not exist "
                     f"(the list has {size} items)."
                 )
-            node = node[part]
+            node = _expand_shorthand(node, part, _format_path(parts[:i + 1]))
         else:
             if not isinstance(node, dict):
                 raise UserError(f"--set '{text}': {_format_path(parts[:i])} is not a mapping.")
             if part not in node or node[part] is None:
                 node[part] = [] if isinstance(nxt, int) else {}
-            node = node[part]
+            node = _expand_shorthand(node, part, _format_path(parts[:i + 1]))
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
@@ -392,13 +411,39 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         ["include"] if model is Recipe else [])
 
 
+#: keys other tools (Hugging Face datasets, MTEB, lm-eval, sentence-transformers) use for
+#: what a recipe calls by another name; offered as the did-you-mean when that name is
+#: valid where the unknown key was written
+KEY_ALIASES = {
+    "text_field": "text_column", "text_key": "text_column", "text_col": "text_column",
+    "input_column": "text_column", "column": "text_column", "text_column_name": "text_column",
+    "label_column": "label", "label_field": "label", "label_name": "label",
+    "class": "label", "split_name": "split", "dataset_split": "split",
+    "dataset": "path", "dataset_name": "path", "dataset_path": "path", "repo_id": "path",
+    "config": "name", "config_name": "name", "subset": "name", "dataset_config": "name",
+    "model_name": "id", "model_id": "id", "model_name_or_path": "id",
+    "pretrained_model_name_or_path": "id", "max_seq_length": "max_length",
+    "max_seq_len": "max_length", "batchsize": "batch_size", "pooling_mode": "pooling",
+    "normalize_embeddings": "normalize", "id_field": "id_column", "data_dir": "data_files",
+    "num_samples": "sample", "n_samples": "sample", "max_samples": "limit",
+    "output_dir": "dir", "cv": "n_folds", "folds": "n_folds", "random_state": "seed",
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
     kind = error["type"]
     loc = error["loc"]
     found = error.get("input")
     if kind == "extra_forbidden":
         name = str(loc[-1])
-        return f"unknown key '{name}'{did_you_mean(name, _allowed_keys(loc))}"
+        allowed = _allowed_keys(loc)
+        alias = KEY_ALIASES.get(name.lower())
+        if alias in allowed:
+            note = (" A source's label is one fixed string; to split a dataset by a column, "
+                    "write one source per value with 'where: {column: value}'"
+                    if alias == "label" else "")
+            return f"unknown key '{name}' (did you mean '{alias}'?{note})"
+        return f"unknown key '{name}'{did_you_mean(name, allowed)}"
     if kind == "missing":
         return "is required but missing"
     if kind == "literal_error":

@@ -274,6 +274,12 @@ class Recipe(_Strict):
         """Allow ``- pca`` as shorthand for ``- name: pca``."""
         return component_shorthand(value)
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: Any) -> Any:
+        """Allow ``model: bundled:all-MiniLM-L6-v2`` as shorthand for ``model: {id: ...}``."""
+        return {"id": value} if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _model_when_embedding(self) -> Recipe:
         if self.model is None and (self.probes or self.heads is not None

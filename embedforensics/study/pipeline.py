@@ -34,6 +34,7 @@ from embedforensics.probes.matching import RUN_OPTIONS
 from embedforensics.registry import PROBES
 from embedforensics.report import write_reports
 from embedforensics.report.confounds import surface_warnings
+from embedforensics.report.outdir import staged_output
 from embedforensics.report.schema import DataOut, RecipeOut, Results, SourceOut
 from embedforensics.report.view import ResultsView
 from embedforensics.results import AnalysisResult
@@ -226,12 +227,11 @@ def assemble_results(ctx: StudyContext, data: StudyData, results: list[AnalysisR
 
 
 def default_output_dir(ctx: StudyContext, configured: str | None, default: str) -> Path:
-    """A configured folder (relative to the recipe) or ``default`` (relative to the
-    working directory)."""
-    if configured:
-        path = Path(configured).expanduser()
-        return path if path.is_absolute() else ctx.loaded.base_dir / path
-    return Path(default)
+    """A configured folder or else ``default``, both relative to the recipe's folder like
+    every other relative path in a recipe (a recipe given as a dict: the working
+    directory)."""
+    path = Path(configured or default).expanduser()
+    return path if path.is_absolute() else ctx.loaded.base_dir / path
 
 
 def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet | None,
@@ -239,12 +239,14 @@ def write_outputs(ctx: StudyContext, results: Results, embeddings: EmbeddingSet 
     """Write the reports, then ``results.json`` once, atomically, with the report timing."""
     results.provenance["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
         timespec="seconds")
-    with ctx.timed("report"):
-        write_reports(results, embeddings, out_dir)
-    results.timings = dict(ctx.timings)
-    text = results.to_json()
-    atomic_write(out_dir / "results.json",
-                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
+    # written into a staging folder, then moved in: never two runs' files in one folder
+    with staged_output(out_dir) as stage:
+        with ctx.timed("report"):
+            write_reports(results, embeddings, stage)
+        results.timings = dict(ctx.timings)
+        text = results.to_json()
+        atomic_write(stage / "results.json",
+                     lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
     return out_dir
 
 
@@ -289,10 +291,35 @@ def finish(ctx: StudyContext, data: StudyData, outcome: Outcome, *, out_dir: Pat
 # --------------------------------------------------------------------------- commands
 
 
+THREADS_VAR = "EMBEDFORENSICS_THREADS"
+"""Set by ``--num-processes``: the threads the command had before torchrun started its
+processes with ``OMP_NUM_THREADS=1``."""
+
+
+def restore_threads() -> None:
+    """After a data-parallel embedding, give the (main process's) probes the machine's
+    threads back: torchrun starts every process single-threaded, which suits N embedding
+    processes but not the probes that run in one of them afterwards."""
+    import os
+
+    from embedforensics.engine.distributed import launched
+
+    want = os.environ.get(THREADS_VAR, "")
+    if not want.isdigit() or int(want) < 1 or not launched():
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(int(want))
+    threadpool_limits(limits=int(want))
+    log.info("probes use %s threads again (the embedding processes used one each)", want)
+
+
 def run_study(ctx: StudyContext, *, output: str | Path | None = None,
               write_reports: bool = True) -> RunResults:
     """``run``: sources → embeddings → probes → results.json + reports."""
     data = load_data(ctx)
+    restore_threads()
     with ctx.timed("probes"):
         outcome = run_probes(ctx, data.embeddings, meta=records_meta(data.records))
     out_dir = None
