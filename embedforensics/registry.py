@@ -121,6 +121,7 @@ COMPARATORS.add("trntk", "embedforensics.compare.trntk_comparator:TrntkComparato
 COMPARATORS.add("representations",
                 "embedforensics.compare.representations_comparator:RepresentationsComparator")
 COMPARATORS.add("modeldiff", "embedforensics.compare.modeldiff_comparator:ModelDiffComparator")
+COMPARATORS.add("spectra", "embedforensics.compare.spectra_comparator:SpectraComparator")
 COMPARATORS.add("stitching", "embedforensics.compare.stitching_comparator:StitchingComparator")
 
 CHECKS = Registry("checks")
