@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from embedforensics.compare.checkpoints import model_name
+from embedforensics.compare.hidden_states import model_states
 from embedforensics.compare.representations import (
     debiased_cka_leave_one_out,
     jackknife_interval,
@@ -116,45 +117,18 @@ class RepresentationsComparator(Comparator):
 
     def _states(self, inputs: Any, scored: Any, rows: np.ndarray) -> tuple[list[np.ndarray],
                                                                           bool]:
-        """Every hidden state of one model on the sampled rows (pooled), and whether it is
-        a head without a hidden layer."""
-        import torch
-
-        p = self.params
-        module, tokenizer = scored.scorer.torch_module()
-        with torch.inference_mode():
-            if scored.scorer.input == "embeddings":
-                X = np.asarray(inputs.prepared.embeddings.X[rows], dtype=np.float32)
-                h = torch.from_numpy(np.ascontiguousarray(X))
-                children = list(module.children()) if hasattr(module, "children") else []
-                last = max((i for i, m in enumerate(children)
-                            if isinstance(m, torch.nn.Linear)), default=None)
-                states = [h.double().numpy()]
-                for m in children[:last] if last is not None else []:
-                    h = m(h)
-                    if not isinstance(m, torch.nn.Linear):
-                        states.append(h.double().numpy())
-                return states, len(states) == 1
-            ctx = inputs.ctx
-            cmp = ctx.recipe.compare
-            max_length = cmp.max_length or (ctx.recipe.model.max_length
-                                            if ctx.recipe.model else None)
-            texts = [inputs.prepared.texts[i] for i in rows]
-            parts: list[list[np.ndarray]] = []
-            for start in range(0, len(texts), p.batch_size):
-                enc = tokenizer(texts[start:start + p.batch_size], padding=True,
-                                truncation=True, max_length=max_length, return_tensors="pt")
-                hidden = module(**enc, output_hidden_states=True).hidden_states
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
-                pooled = []
-                for hs in hidden:
-                    if p.pooling == "cls":
-                        v = hs[:, 0]
-                    else:
-                        v = (hs * mask).sum(1) / mask.sum(1).clamp(min=1)
-                    pooled.append(v.double().numpy())
-                parts.append(pooled)
-            return [np.concatenate([b[k] for b in parts]) for k in range(len(parts[0]))], False
+        """Every hidden state of one model on the sampled rows (pooled, through the
+        hidden-state cache), and whether it is a head without a hidden layer."""
+        ctx = inputs.ctx
+        cmp = getattr(ctx.recipe, "compare", None)
+        model = getattr(ctx.recipe, "model", None)
+        max_length = (getattr(cmp, "max_length", None)
+                      or (model.max_length if model is not None else None))
+        return model_states(ctx if hasattr(ctx, "cache_dir") else None, scored, rows,
+                            texts=getattr(inputs.prepared, "texts", None),
+                            embeddings=getattr(inputs.prepared, "embeddings", None),
+                            pooling=self.params.pooling, batch_size=self.params.batch_size,
+                            max_length=max_length)
 
     # ------------------------------------------------------------------ run
 

@@ -88,3 +88,24 @@ def test_contract(recipe):
                      measures=["linear_cka", "debiased_cka", "svcca", "pwcca"])
     with pytest.raises(UserError, match=r"compare\.x\.pooling"):
         RepresentationsComparator.validate_params({"pooling": "max"}, key="compare.x")
+
+
+def test_hidden_states_are_cached_and_reused(recipe, tmp_path, monkeypatch):
+    """A second comparison reads every checkpoint's hidden states from the cache (no
+    forward pass) and gives the same similarities."""
+    from embedforensics.compare import hidden_states
+
+    calls = []
+    real = hidden_states.checkpoint_states
+    monkeypatch.setattr(hidden_states, "checkpoint_states",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setenv("EMBEDFORENSICS_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["-q", "compare", str(recipe), "-o", str(first)]) == 0
+    # 3 reference + 2 candidate checkpoints; cand-same is a byte copy of ref-0: a cache hit
+    assert len(calls) == 4
+    assert main(["-q", "compare", str(recipe), "-o", str(second)]) == 0
+    assert len(calls) == 4
+    pairs = [json.loads((d / "results.json").read_text())["provenance"]["compare"][
+        "representations"]["pairs"] for d in (first, second)]
+    assert pairs[0] == pairs[1]
