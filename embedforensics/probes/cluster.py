@@ -34,6 +34,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from sklearn.mixture import GaussianMixture
 
 from embedforensics.probes import factors as fx
+from embedforensics.probes import progress
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
 from embedforensics.probes.stats import (
     child_seeds,
@@ -171,6 +172,8 @@ class ClusterProbe(Probe):
                   + ", ".join(clauses) + " (ARI)")
         return metrics, table, clause
 
+    _bar: Any = None  # the progress bar of a running fit (probes/progress.py)
+
     def _other_methods(self, X: np.ndarray, y: np.ndarray, k: int
                        ) -> tuple[dict[str, Metric], list[list[Any]]]:
         """GMM / agglomerative / HDBSCAN scored like k-means: metrics and a summary table."""
@@ -194,6 +197,9 @@ class ClusterProbe(Probe):
                                                               "ari_null")}
             found, noise, n_used = [], [], 0
             for run_seed in seeds:
+                if self._bar is not None:
+                    self._bar.set_postfix_str(method)
+                    self._bar.update(1)
                 idx = (stratified_subsample(y, self.max_rows, run_seed) if capped
                        else np.arange(len(y)))
                 Xs, ys = X[idx], y[idx]
@@ -253,7 +259,10 @@ class ClusterProbe(Probe):
                                           ("ari", "nmi", "purity", "ari_null", "nmi_null",
                                            "purity_null")}
         runs = []
+        n_other = sum(self.methods in ("all", m) for m in METHODS[1:])
+        self._bar = progress.bar(self.n_seeds * (1 + n_other), "cluster: runs", "run")
         for run_seed in child_seeds(self.seed, self.n_seeds):
+            self._bar.update(1)
             km = KMeans(n_clusters=k, n_init=1, random_state=run_seed).fit(X)
             clusters = km.labels_
             permuted = np.random.default_rng(run_seed).permutation(y)
@@ -285,7 +294,11 @@ class ClusterProbe(Probe):
                 description=desc,
             )
 
-        other_metrics, other_rows = self._other_methods(X, y, k)
+        try:
+            other_metrics, other_rows = self._other_methods(X, y, k)
+        finally:
+            self._bar.close()
+            self._bar = None
         metrics.update(other_metrics)
         inertia, best_seed, best = min(runs, key=lambda r: r[0])
         table = contingency_matrix(y, best)

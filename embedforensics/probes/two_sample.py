@@ -36,6 +36,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import false_discovery_control
 
+from embedforensics.probes import progress
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
 from embedforensics.probes.scalable import rff_mmd_test, ridge_c2st, sliced_energy_test
 from embedforensics.probes.stats import fmt_p
@@ -211,10 +212,12 @@ class TwoSampleProbe(Probe):
         rows = {label: self._pair_rows(y, label, rng) for label in labels}
         pairs = list(combinations(labels, 2))
         records = []
-        for i, (a, b) in enumerate(pairs):
-            ra, rb = rows[a], rows[b]
-            tests = self.pair_tests(X[ra], X[rb], self.seed + 7919 * (i + 1))
-            records.append({"a": a, "b": b, "n_a": len(ra), "n_b": len(rb), **tests})
+        with progress.bar(len(pairs), "two_sample: label pairs", "pair") as bar:
+            for i, (a, b) in enumerate(pairs):
+                ra, rb = rows[a], rows[b]
+                tests = self.pair_tests(X[ra], X[rb], self.seed + 7919 * (i + 1))
+                records.append({"a": a, "b": b, "n_a": len(ra), "n_b": len(rb), **tests})
+                bar.update(1)
         for test in ("mmd", "energy", "c2st"):
             raw = np.array([r[f"{test}_p"] for r in records])
             adjusted = false_discovery_control(raw, method="bh") if len(raw) > 1 else raw
