@@ -68,6 +68,13 @@ class RepresentationsParams(BaseModel):
     batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
     seed: int | None = Field(None, description="Input sampling seed (default: the "
                                                "recipe's seed).")
+    cross_layer: bool = Field(True, description="Per candidate group, a heatmap of the first "
+                              "measure between every hidden state of the first reference "
+                              "model and every hidden state of the group's first candidate.")
+    multiplicity: bool = Field(True, description="Representational vs predictive "
+                               "multiplicity: per model, dissimilarity to the reference "
+                               "models beside churn, α̂ and the prediction deviation, with "
+                               "their rank correlations across models.")
 
     @field_validator("layers", "measures")
     @classmethod
@@ -129,6 +136,114 @@ class RepresentationsComparator(Comparator):
                             embeddings=getattr(inputs.prepared, "embeddings", None),
                             pooling=self.params.pooling, batch_size=self.params.batch_size,
                             max_length=max_length)
+
+    # ------------------------------------------------------------------ extras
+
+    def _cross_layer(self, inputs: Any, a: Any, b: Any, rows: np.ndarray,
+                     sim: Any) -> dict[str, Any]:
+        """Heatmap of the first measure between every hidden state of ``a`` (rows) and of
+        ``b`` (columns); states come from the cache, so this costs only the similarities."""
+        measure = self.params.measures[0]
+        sa, _ = self._states(inputs, a, rows)
+        sb, _ = self._states(inputs, b, rows)
+        na, nb = model_name(a.path), model_name(b.path)
+        values = [[sim(measure, x, y, na, nb) for y in sb] for x in sa]
+        return {"kind": "matrix", "title": f"{measure}: {na} hidden state i (rows) vs {nb} "
+                "hidden state j (columns)",
+                "data": {"values": values, "row_labels": list(range(len(sa))),
+                         "col_labels": list(range(len(sb)))}}
+
+    def _multiplicity(self, inputs: Any, null: dict[tuple[int, str], dict[str, Any]],
+                      ref_names: list[str], reference: list[Any],
+                      candidates: dict[str, list[Any]],
+                      cand_reps: dict[str, list[tuple[str, Any]]],
+                      pairs: list[dict[str, Any]], k: int) -> AnalysisResult:
+        """Representational vs predictive multiplicity (Heljakka et al., arXiv 2206.08890).
+
+        Per model (reference models left out of their own reference): representational
+        dissimilarity ``1 −`` mean similarity to the reference models at the deepest listed
+        layer (first measure); churn against the reference majority vote; α̂ (asymptotic) of
+        its soft outputs against the reference's; and the prediction deviation, the mean
+        over test rows of ``(p − p̄_ref)²`` for the probability of the true class. Spearman
+        rank correlations across all models say whether representations and predictions
+        diverge together.
+        """
+        from scipy.stats import spearmanr
+
+        from embedforensics.compare.alpha_hat import alpha_hat
+        from embedforensics.compare.checkpoints import softmax
+        from embedforensics.compare.metrics import churn, majority_vote
+
+        p = self.params
+        layer, measure = p.layers[-1], p.measures[0]
+        y = np.asarray(inputs.prepared.y)[np.asarray(inputs.prepared.test_idx)]
+        cols = np.arange(y.size)
+
+        def true_prob(scored: Any) -> np.ndarray:
+            return softmax(np.asarray(scored.logits, dtype=np.float64))[cols, y]
+
+        ref_prob = np.stack([true_prob(s) for s in reference])
+        ref_pred = np.stack([np.asarray(s.logits).argmax(1) for s in reference])
+        loo = null[(layer, measure)]["loo"]
+        rows: list[list[Any]] = []
+
+        def add(group: str, name: str, similarity: float, prob: np.ndarray,
+                pred: np.ndarray, others: np.ndarray) -> None:
+            others_prob = ref_prob[others]
+            alpha = alpha_hat(prob, others_prob, method="asymptotic").alpha_hat
+            rows.append([group, name, 1.0 - similarity,
+                         churn(pred, majority_vote(ref_pred[others])), float(alpha),
+                         float(np.mean((prob - others_prob.mean(0)) ** 2))])
+
+        everyone = np.arange(len(reference))
+        for i in range(len(reference)):
+            add("reference", ref_names[i], float(loo[i]), ref_prob[i], ref_pred[i],
+                everyone[everyone != i])
+        for group, members in candidates.items():
+            for s, (name, _) in zip(members, cand_reps[group], strict=True):
+                values = [q["value"] for q in pairs if q["a"] == name and q["layer"] == layer
+                          and q["measure"] == measure and q["b"] in ref_names]
+                add(group, name, float(np.mean(values)), true_prob(s),
+                    np.asarray(s.logits).argmax(1), everyone)
+        table = np.array([r[2:] for r in rows], dtype=np.float64)
+        metrics: dict[str, Metric] = {}
+        names = {"churn": 1, "alpha_hat": 2, "prediction_deviation": 3}
+        for label, col in names.items():
+            if np.ptp(table[:, 0]) == 0 or np.ptp(table[:, col]) == 0:
+                continue
+            rho, pval = spearmanr(table[:, 0], table[:, col])
+            metrics[f"spearman_{label}"] = Metric(
+                value=float(rho), n=len(rows), p_value=float(pval),
+                method="Spearman rank correlation across models (reference models in "
+                       "leave-one-out), scipy.stats.spearmanr p-value (models of one "
+                       "ensemble are not independent: read it as descriptive)",
+                description=f"representational dissimilarity vs {label.replace('_', ' ')}")
+        groups = ["reference", *candidates]
+        medians = []
+        for g in groups:
+            sel = table[[r[0] == g for r in rows]]
+            if sel.size:
+                medians.append([g, int(sel.shape[0]), *np.median(sel, axis=0).tolist()])
+        rho = metrics.get("spearman_churn")
+        summary = (f"Representational vs predictive multiplicity ({measure}, layer {layer}, "
+                   f"{len(rows)} models): " + (
+                       f"dissimilarity and churn rank-correlate at ρ = {rho.value:.2f}"
+                       if rho is not None else "churn or dissimilarity does not vary")
+                   + "; group medians in the table.")
+        columns = ["group", "model", "dissimilarity", "churn_vs_majority", "alpha_hat",
+                   "prediction_deviation"]
+        return AnalysisResult(
+            probe="representations-multiplicity", summary=summary,
+            params={"layer": layer, "measure": measure, "n_inputs": k},
+            metrics=metrics,
+            tables={"groups": {"columns": ["group", "models", *columns[2:]],
+                               "rows": medians},
+                    "models": {"columns": columns, "rows": rows}},
+            plots=[{"kind": "scatter", "title": "representational dissimilarity vs churn",
+                    "xlabel": f"1 − {measure} to the reference (layer {layer})",
+                    "ylabel": "churn vs reference majority",
+                    "data": {"x": table[:, 0].tolist(), "y": table[:, 1].tolist(),
+                             "labels": [r[0] for r in rows]}}])
 
     # ------------------------------------------------------------------ run
 
@@ -285,6 +400,12 @@ class RepresentationsComparator(Comparator):
                                "y": plot_ref[measure], "marker": True})
                 series.append({"label": f"{group} candidates vs reference, median ({measure})",
                                "x": x, "y": plot_cand[measure], "marker": True})
+            plots = [{"kind": "lines", "title": f"{group}: representational similarity "
+                      "against layer", "xlabel": "layer", "ylabel": "similarity",
+                      "data": {"series": series, "xticks": [str(v) for v in p.layers]}}]
+            if p.cross_layer:
+                plots.append(self._cross_layer(inputs, reference[0], candidates[group][0],
+                                               rows, sim))
             results.append(AnalysisResult(
                 probe=f"representations-{group}", summary=summary,
                 params={**p.model_dump(), "seed": seed},
@@ -294,9 +415,10 @@ class RepresentationsComparator(Comparator):
                                 "ci_low", "ci_high", "reference_pairs_median",
                                 "reference_loo_median"],
                     "rows": table_rows}},
-                plots=[{"kind": "lines", "title": f"{group}: representational similarity "
-                        "against layer", "xlabel": "layer", "ylabel": "similarity",
-                        "data": {"series": series, "xticks": [str(v) for v in p.layers]}}]))
+                plots=plots))
+        if p.multiplicity and any(cand_reps.values()):
+            results.append(self._multiplicity(inputs, null, ref_names, reference, candidates,
+                                              cand_reps, pairs, k))
         provenance = {"representations": {
             "seed": seed, "n_inputs": k, "pooling": p.pooling,
             "sample_ids": [str(inputs.prepared.ids[i]) for i in rows],

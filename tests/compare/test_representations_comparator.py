@@ -109,3 +109,22 @@ def test_hidden_states_are_cached_and_reused(recipe, tmp_path, monkeypatch):
     pairs = [json.loads((d / "results.json").read_text())["provenance"]["compare"][
         "representations"]["pairs"] for d in (first, second)]
     assert pairs[0] == pairs[1]
+
+
+def test_cross_layer_matrix_and_multiplicity_table(recipe, tmp_path):
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(recipe), "-o", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    entries = {p["probe"]: p for p in results["probes"]}
+    (matrix,) = [q for q in entries["representations-other"]["plots"] if q["kind"] == "matrix"]
+    values = matrix["data"]["values"]
+    assert len(values) == len(values[0]) >= 2  # every hidden state of both models
+    assert all(0 <= v <= 1 + 1e-9 for row in values for v in row)
+    multi = entries["representations-multiplicity"]
+    models = multi["tables"]["models"]["rows"]
+    assert [r[0] for r in models] == ["reference"] * 3 + ["other"] * 2
+    # cand-same is a byte copy of ref-0: no representational distance to ref-0, and its
+    # churn against the 3-model majority is that of any reference-like model
+    for row in models:
+        assert 0 <= row[3] <= 1 and 0 <= row[4] <= 1 and row[5] >= 0
+    assert {r[0] for r in multi["tables"]["groups"]["rows"]} == {"reference", "other"}
