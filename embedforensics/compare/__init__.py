@@ -54,6 +54,7 @@ _EXPORTS = {
     "linear_cka": "embedforensics.compare.representations",
     "majority_vote": "embedforensics.compare.metrics",
     "minibatch_linear_cka": "embedforensics.compare.representations",
+    "model_similarity": "embedforensics.compare.model_similarity",
     "modeldiff": "embedforensics.compare.modeldiff",
     "ModelDiffResult": "embedforensics.compare.modeldiff",
     "load_attribution_matrix": "embedforensics.compare.modeldiff",
