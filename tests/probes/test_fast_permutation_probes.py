@@ -126,3 +126,13 @@ def test_probe_progress_is_off_unless_the_study_turns_it_on() -> None:
             assert not progress.enabled()
         assert progress.enabled()
     assert not progress.enabled()
+
+
+def test_c_is_tuned_on_a_bounded_subsample_above_tune_max_rows() -> None:
+    X, y = gaussians(60, 6, shift=1.5, seed=4)
+    result = LinearProbe(n_bootstrap=0, n_permutations=0, tune_max_rows=30).fit(X, y).result_
+    assert result.params["C_tuned_on_rows"] == 30
+    assert set(result.params["C_per_fold"]) <= set(CS_GRID)
+    assert result.metrics["accuracy"].value >= 0.9
+    full = LinearProbe(n_bootstrap=0, n_permutations=0).fit(X, y).result_
+    assert full.params["C_tuned_on_rows"] == 96
