@@ -23,8 +23,12 @@ def write_reports(results: Results, embeddings: Any, out_dir: str | Path) -> Pat
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     images: dict[tuple[int, int], bytes] = {}
+    from embedforensics.report.format import plot_numbers
+
     for i, probe in enumerate(results.probes):
         for j, plot in enumerate(probe.plots):
+            if plot_numbers(plot) is not None:
+                continue  # one label pair: the reports print its numbers, no picture
             png = render_plot(plot)
             if png is not None:
                 images[(i, j)] = png

@@ -15,7 +15,7 @@ def number(value: float | None) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+        return str(value)
     if not math.isfinite(value):
         return str(value)
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):

@@ -12,12 +12,27 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from embedforensics.report.format import cell, metric_text, row_noun, verdict
+from embedforensics.report.format import (
+    cell,
+    duplicates_plot,
+    metric_text,
+    number,
+    plot_numbers,
+    row_noun,
+)
 from embedforensics.report.schema import Results
+from embedforensics.report.summary import caveats, lead_verdict, summary_html
+
+#: a table with more rows than this starts folded (per-seed and per-text tables)
+TABLE_OPEN_ROWS = 12
+#: a table with more columns than this is set smaller (a compare report's candidates)
+WIDE_COLUMNS = 9
+#: caveats listed on the first screen; the rest are one click away
+CAVEATS_SHOWN = 3
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1040px;
-margin:2em auto;padding:0 1em;color:#1b1b1b;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;
+margin:1.2em auto;padding:0 1em;color:#1b1b1b;line-height:1.4}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.3em .55em;text-align:left;vertical-align:top}
@@ -27,6 +42,15 @@ padding:.7em 1em}.warn{background:#fff6e5;border-left:4px solid #e69500;padding:
 img{max-width:100%;height:auto}img.thumb{margin:2px;vertical-align:middle}.muted{color:#666;font-size:.9em}
 details pre{white-space:pre-wrap;font-size:.85em;background:#f8f8f8;padding:.6em}
 td.text{max-width:520px}
+.scroll{overflow-x:auto;max-width:100%}.scroll table{margin:.3em 0}
+table.summary td:last-child{min-width:22em}table.summary tr.failed td{color:#c62828}
+details.section{border-top:1px solid #ddd;margin:.2em 0}details.section>summary{cursor:pointer;
+padding:.35em 0}details.section>summary h2{display:inline;border:0;font-size:1.2em;margin:0}
+h1{margin-top:.2em}nav#toc{font-size:.9em;margin:.8em 0}.question{font-size:1.05em}
+.verdict{font-size:1.05em}.warn{font-size:.92em;padding:.5em 1em}.warn ul{margin:.2em 0}
+table.summary td:nth-child(-n+5){white-space:nowrap}
+table.wide{font-size:.78em}table.wide th,table.wide td{padding:.2em .3em}
+table.summary{font-size:.9em}
 """
 
 
@@ -42,7 +66,9 @@ def _table(columns: list[Any], rows: list[list[Any]]) -> str:
             f"<td{' class=text' if isinstance(v, str) and len(v) > 60 else ''}>"
             f"{escape(cell(v))}</td>" for v in row) + "</tr>"
         for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    wide = " class=wide" if len(columns) > WIDE_COLUMNS else ""
+    return (f"<div class=scroll><table{wide}><thead><tr>{head}</tr></thead><tbody>{body}"
+            "</tbody></table></div>")
 
 
 def _example_images(r: Results) -> list[str]:
@@ -65,8 +91,59 @@ def _example_images(r: Results) -> list[str]:
     return out
 
 
+def _section(sid: str, title: str, body: list[str], *, open_: bool = False,
+             note: str = "") -> str:
+    """A collapsible section (``<details>``, no script): its heading stays visible."""
+    extra = f" <span class=muted>{escape(note)}</span>" if note else ""
+    return (f"<details id={sid} class=section{' open' if open_ else ''}><summary>"
+            f"<h2>{escape(title)}</h2>{extra}</summary>" + "\n".join(body) + "</details>")
+
+
+def _plot_block(plot: Any, png: bytes | None) -> str:
+    """A plot's image, its numbers when a picture would carry nothing (one label pair), or
+    the note that it could not be drawn."""
+    numbers = plot_numbers(plot)
+    if numbers is not None:
+        return f"<p>{escape(numbers)}</p>"
+    if png is not None:
+        data = base64.b64encode(png).decode("ascii")
+        return (f"<figure><img alt='{escape(plot.title, True)}' "
+                f"src='data:image/png;base64,{data}'></figure>")
+    return f"<p class=muted>{escape(skipped_plot_note(plot.title))}</p>"
+
+
+def _analysis_body(i: int, probe: Any, images: dict[tuple[int, int], bytes]) -> list[str]:
+    if probe.error:
+        return [f"<div class=error><b>This analysis failed:</b> {escape(probe.error)}</div>"]
+    body = [f"<p><b>{escape(probe.summary)}</b></p>"]
+    if probe.metrics:
+        metric_rows = [[name, metric_text(m), m.method, m.description]
+                       for name, m in probe.metrics.items()]
+        body.append(_table(["metric", "value", "method", "meaning"], metric_rows))
+    for j, plot in enumerate(probe.plots):
+        body.append(_plot_block(plot, images.get((i, j))))
+    for name, table in probe.tables.items():
+        if not (isinstance(table, dict) and "columns" in table and "rows" in table):
+            continue
+        if duplicates_plot(table, probe.plots):
+            continue  # the same numbers are drawn (and printed in the cells) above
+        title = escape(str(name).replace("_", " "))
+        rows = table["rows"]
+        if len(rows) > TABLE_OPEN_ROWS or "seed" in str(name).lower():
+            body.append(f"<details><summary><b>{title}</b> <span class=muted>({len(rows)} "
+                        f"rows)</span></summary>{_table(table['columns'], rows)}</details>")
+        else:
+            body.append(f"<h3>{title}</h3>" + _table(table["columns"], rows))
+    if probe.params:
+        body.append("<details class=muted><summary>parameters</summary><pre>"
+                    + escape(json.dumps(probe.params, indent=1, default=str)) + "</pre></details>")
+    return body
+
+
 def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
-    """The report as one HTML string."""
+    """The report as one HTML string: the first screen holds the question, the verdict
+    (strongest caveat first), the caveats and one summary table; every other section is a
+    collapsible ``<details>`` listed in the table of contents."""
     r = results
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
              f"<meta name=viewport content='width=device-width, initial-scale=1'>"
@@ -74,60 +151,53 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
              f"<style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>{escape(r.recipe.name)}</h1>")
     if r.recipe.description:
-        parts.append(f"<p>{escape(r.recipe.description)}</p>")
+        parts.append(f"<p class=question>{escape(r.recipe.description)}</p>")
     model = r.provenance.get("model") or {"id": "none (the checkpoints read the texts)"}
     parts.append(
         f"<p class=muted>Model <b>{escape(str(model.get('id')))}</b> · "
         f"{r.data.n} {row_noun(r)} · labels: "
         + escape(", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items()))
         + "</p>")
-    parts.append(f"<div class=verdict id=verdict><b>Finding.</b> {escape(verdict(r))}</div>")
-
-    warnings = list(r.recipe.confounds) + list(r.data.warnings)
+    parts.append(f"<div class=verdict id=verdict><b>Finding.</b> {escape(lead_verdict(r))}"
+                 "</div>")
+    warnings = caveats(r)
     if warnings:
-        items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+        items = "".join(f"<li>{escape(w)}</li>" for w in warnings[:CAVEATS_SHOWN])
+        more = warnings[CAVEATS_SHOWN:]
+        folded = ("<details><summary>" + f"{len(more)} more caveat{'s' if len(more) > 1 else ''}"
+                  + "</summary><ul>" + "".join(f"<li>{escape(w)}</li>" for w in more)
+                  + "</ul></details>") if more else ""
         parts.append(f"<div class=warn id=confounds><b>Confounds and caveats — read before "
-                     f"concluding.</b><ul>{items}</ul></div>")
+                     f"concluding.</b><ul>{items}</ul>{folded}</div>")
+    parts.append(summary_html(r))
 
-    parts.append("<h2 id=data>Data</h2>")
+    comparing = "compare" in r.provenance
+    noun = "Comparison" if comparing else "Probe"
+    sections: list[tuple[str, str]] = [("data", "Data")]
+    sections += [(f"probe-{i}", f"{noun} {i + 1}: {p.probe}"
+                  + ("" if p.layer is None else f" (layer {p.layer})"))
+                 for i, p in enumerate(r.probes)]
+    sections.append(("provenance", "Provenance"))
+    parts.append("<nav id=toc><b>Contents</b> (click a heading to open it): "
+                 + " · ".join(f"<a href='#{sid}'>{escape(title)}</a>"
+                              for sid, title in sections) + "</nav>")
+
     rows = [[s.id, s.label, s.rows, s.stats.get("rows_loaded"),
              s.stats.get("removed_by_where", 0) + s.stats.get("removed_empty", 0),
              round(s.lengths["chars_median"]), round(s.lengths["tokens_mean"], 1),
              int(s.lengths.get("truncated", 0)), s.origin.get("description", "")]
             for s in r.data.sources]
-    parts.append(_table(["source", "label", "rows used", "rows loaded", "filtered out",
-                         "median chars", "mean tokens", "truncated", "from"], rows))
-    parts.extend(_example_images(r))
+    data_body = [_table(["source", "label", "rows used", "rows loaded", "filtered out",
+                         "median chars", "mean tokens", "truncated", "from"], rows)]
+    data_body.extend(_example_images(r))
+    parts.append(_section("data", "Data", data_body, open_=True))
 
     for i, probe in enumerate(r.probes):
-        at = "" if probe.layer is None else f" (layer {escape(probe.layer)})"
-        parts.append(f"<h2 id=probe-{i}>Probe {i + 1}: {escape(probe.probe)}{at}</h2>")
-        if probe.error:
-            parts.append(f"<div class=error><b>This probe failed:</b> "
-                         f"{escape(probe.error)}</div>")
-            continue
-        parts.append(f"<p><b>{escape(probe.summary)}</b></p>")
-        if probe.metrics:
-            metric_rows = [[name, metric_text(m), m.method, m.description]
-                           for name, m in probe.metrics.items()]
-            parts.append(_table(["metric", "value", "method", "meaning"], metric_rows))
-        for j, plot in enumerate(probe.plots):
-            png = images.get((i, j))
-            if png is not None:
-                data = base64.b64encode(png).decode("ascii")
-                parts.append(f"<figure><img alt='{escape(plot.title, True)}' "
-                             f"src='data:image/png;base64,{data}'></figure>")
-            else:  # render_plot could not draw it (the reason is in the log)
-                parts.append(f"<p class=muted>{escape(skipped_plot_note(plot.title))}</p>")
-        for name, table in probe.tables.items():
-            if isinstance(table, dict) and "columns" in table and "rows" in table:
-                parts.append(f"<h3>{escape(str(name).replace('_', ' '))}</h3>")
-                parts.append(_table(table["columns"], table["rows"]))
-        params = {k: v for k, v in probe.params.items()}
-        parts.append(f"<p class=muted>parameters: {escape(json.dumps(params, default=str))}"
-                     "</p>")
+        title = sections[i + 1][1]
+        note = "failed" if probe.error else ""
+        parts.append(_section(f"probe-{i}", title, _analysis_body(i, probe, images),
+                              note=note))
 
-    parts.append("<h2 id=provenance>Provenance</h2>")
     prov = r.provenance
     versions = prov.get("versions", {})
     prov_rows = [
@@ -143,12 +213,13 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
         ["git commit", prov.get("git_commit")],
         ["versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)],
         ["started", prov.get("started")],
-        ["wall time (s)", ", ".join(f"{k} {v}" for k, v in r.timings.items())],
+        ["wall time (s)", ", ".join(f"{k} {number(v)}" for k, v in r.timings.items())],
         ["data fingerprints", ", ".join(f"{s.id}: {s.fingerprint[:16]}" for s in r.data.sources)],
     ]
-    parts.append(_table(["what", "value"], prov_rows))
-    parts.append("<details><summary>Resolved recipe</summary><pre>"
-                 + escape(json.dumps(r.recipe.resolved, indent=2)) + "</pre></details>")
+    prov_body = [_table(["what", "value"], prov_rows),
+                 "<details><summary>Resolved recipe</summary><pre>"
+                 + escape(json.dumps(r.recipe.resolved, indent=2)) + "</pre></details>"]
+    parts.append(_section("provenance", "Provenance", prov_body))
     parts.append("<p class=muted>Generated by embedforensics; machine-readable results in "
                  "results.json.</p></body></html>")
     return "\n".join(parts)

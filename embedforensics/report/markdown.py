@@ -12,9 +12,16 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from embedforensics.report.format import cell, metric_text, row_noun, verdict
+from embedforensics.report.format import (
+    cell,
+    duplicates_plot,
+    metric_text,
+    plot_numbers,
+    row_noun,
+)
 from embedforensics.report.html import skipped_plot_note
 from embedforensics.report.schema import Results
+from embedforensics.report.summary import COLUMNS, caveats, lead_verdict, summary_rows
 
 # punctuation that starts Markdown markup anywhere in a line (emphasis, code, links and
 # images, table cells, strike-through); "<" and "&" become HTML entities instead (no tag
@@ -55,10 +62,12 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
         out += [_escape(r.recipe.description), ""]
     out += [f"Model {_code(model.get('id'))} · {r.data.n} {row_noun(r)} · labels: "
             + _escape(", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items())),
-            "", f"**Finding.** {_escape(verdict(r))}", ""]
-    warnings = list(r.recipe.confounds) + list(r.data.warnings)
+            "", f"**Finding.** {_escape(lead_verdict(r))}", ""]
+    warnings = caveats(r)
     if warnings:
         out += ["## Confounds and caveats", ""] + [f"- {_escape(w)}" for w in warnings] + [""]
+    out += ["## Summary", ""]
+    out += _table(COLUMNS, [row.cells() for row in summary_rows(r)])
     out += ["## Data", ""]
     out += _table(["source", "label", "rows used", "median chars", "mean tokens", "truncated",
                    "from"],
@@ -76,13 +85,19 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
             out += _table(["metric", "value", "method"],
                           [[k, metric_text(m), m.method] for k, m in probe.metrics.items()])
         for j, plot in enumerate(probe.plots):
-            if (i, j) in images:
+            numbers = plot_numbers(plot)
+            if numbers is not None:
+                out += [_escape(numbers), ""]
+            elif (i, j) in images:
                 name = quote(f"{i:02d}-{probe.probe}-{j}.png")
                 out += [f"![{_escape(plot.title)}](plots/{name})", ""]
             else:  # render_plot could not draw it (the reason is in the log)
                 out += [f"*{_escape(skipped_plot_note(plot.title))}*", ""]
         for name, table in probe.tables.items():
             if isinstance(table, dict) and "columns" in table and "rows" in table:
+                if duplicates_plot(table, probe.plots) and any(
+                        (i, j) in images for j in range(len(probe.plots))):
+                    continue  # the plot above shows these numbers in its cells
                 out += [f"### {_escape(str(name).replace('_', ' '))}", ""]
                 out += _table(table["columns"], table["rows"])
     versions = r.provenance.get("versions", {})

@@ -22,6 +22,8 @@ from embedforensics.results import AnalysisResult, Metric
 
 #: below this many rows in the smallest label, a result says little (the verdict says so)
 SMALL_LABEL = 30
+#: the summary table's reading: the first sentence of a summary, cut at this length
+READING_LIMIT = 170
 #: a surface baseline within this much accuracy of the embedding "matches" it
 BASELINE_MARGIN = 0.02
 
@@ -70,8 +72,11 @@ def reference_metric(result: AnalysisResult, headline: str) -> tuple[str, Metric
     null, baseline, chance or reference (the headline itself excluded)."""
     names = [f"{headline}_null", f"reference_{headline}", f"chance_{headline}",
              f"{headline}_baseline"]
-    names += [n for n in result.metrics
-              if n != headline and re.search(r"null|baseline|chance|reference", n)]
+    if re.search(r"baseline|minus|gain", headline):
+        return None  # the headline is itself a difference against its baseline
+    stem = headline.rsplit("_", 1)[-1]  # 'accuracy' of 'balanced_accuracy', 'ari', ...
+    names += [n for n in result.metrics if n != headline and not n.endswith("p_value")
+              and re.search(r"null|baseline|chance|reference", n) and stem in n]
     for name in names:
         metric = result.metrics.get(name)
         if metric is not None and metric.value is not None and name != headline:
@@ -105,52 +110,75 @@ def summary_rows(results: Results) -> list[SummaryRow]:
         head = headline_metric(p)
         if head is None:
             rows.append(SummaryRow(_analysis_name(p), "", "", "", "",
-                                   first_sentence(p.summary)))
+                                   first_sentence(p.summary, READING_LIMIT)))
             continue
         name, metric = head
         ref = reference_metric(p, name)
         reference = "" if ref is None else f"{ref[0].replace('_', ' ')} {number(ref[1].value)}"
         rows.append(SummaryRow(_analysis_name(p), name.replace("_", " "),
                                number(metric.value), _interval(metric), reference,
-                               first_sentence(p.summary)))
+                               first_sentence(p.summary, READING_LIMIT)))
     return rows
 
 
 # --------------------------------------------------------------------------- caveats
 
 
+_BASELINE_NAMES = {"length": "text length", "lexical": "character n-grams"}
+
+
 def _baseline_caveat(results: Results) -> str | None:
-    """A surface baseline (length, character n-grams) that matches or beats the
-    embedding, from any result carrying ``embedding_accuracy`` and baseline accuracies."""
+    """A surface baseline (length, character n-grams) that beats, matches or comes close
+    to the embedding, from any result carrying ``embedding_accuracy`` and
+    ``<baseline>_accuracy`` metrics. "Matches" needs the difference to be within
+    :data:`BASELINE_MARGIN` and not significant (the result's ``comparison_p_value`` or
+    ``mcnemar_p_value`` at or above 0.05, when it has one); "beats" needs it below 0.05
+    (when there is one). Nothing is said when the result's ``best_baseline_p_value`` (the
+    best baseline against chance, by permutation) is above 0.05 (issue 23)."""
     for p in results.probes:
         if p.error or "embedding_accuracy" not in p.metrics:
             continue
         embedding = p.metrics["embedding_accuracy"].value
         if embedding is None:
             continue
-        baselines = {n: m.value for n, m in p.metrics.items()
-                     if n != "embedding_accuracy" and n.endswith("accuracy")
-                     and m.value is not None and "embedding" not in n}
+        baselines = {n.removesuffix("_accuracy"): m.value for n, m in p.metrics.items()
+                     if n.endswith("_accuracy") and m.value is not None
+                     and n not in ("embedding_accuracy", "chance_accuracy")}
         if not baselines:
             continue
         best = max(baselines, key=lambda n: baselines[n])
-        if baselines[best] >= embedding - BASELINE_MARGIN:
-            what = best.removesuffix("_accuracy").replace("_", " ")
-            verb = "beats" if baselines[best] > embedding else "matches"
-            return (f"a surface baseline {verb} the embedding: {what} alone reaches accuracy "
-                    f"{number(baselines[best])} against the embedding's {number(embedding)}, "
-                    "so the separation need not come from what the embedding encodes")
+        value = baselines[best]
+        what = _BASELINE_NAMES.get(best, best.replace("_", " "))
+        tests = [p.metrics[k].value for k in ("comparison_p_value", "mcnemar_p_value")
+                 if k in p.metrics and p.metrics[k].value is not None]
+        significant = bool(tests) and tests[0] < 0.05
+        chance = p.metrics.get("best_baseline_p_value")
+        if chance is not None and chance.value is not None and chance.value > 0.05:
+            continue  # the baselines are not shown to beat chance: no surface finding
+        if value > embedding and (significant or not tests):
+            verb = "beats"
+        elif value >= embedding - BASELINE_MARGIN and not significant:
+            verb = "matches"
+        elif value >= embedding - 2.5 * BASELINE_MARGIN:
+            verb = "comes close to"
+        else:
+            continue
+        return (f"a surface baseline {verb} the embedding: on {what} alone a classifier reaches "
+                f"accuracy {number(value)} against the embedding's {number(embedding)}, so most of "
+                "the separation does not need what the embedding encodes")
     return None
 
 
 def caveats(results: Results) -> list[str]:
-    """Every caveat, strongest first: a baseline that matches the embedding, the
-    automatic surface-confound warnings, a small sample, then the recipe's confounds."""
+    """Every caveat, strongest first: a surface baseline that beats, matches or comes
+    close to the embedding; the automatic warnings (a length confound, a too-small
+    reference ensemble, ...); a small sample; the recipe's own confounds; truncation."""
     out = []
     baseline = _baseline_caveat(results)
     if baseline:
         out.append(baseline[0].upper() + baseline[1:] + ".")
-    out += list(results.data.warnings)
+    later = [w for w in results.data.warnings if w.startswith("Truncation")]
+    out += [w for w in results.data.warnings if not w.startswith("Truncation")]
     counts = results.data.counts_by_label
     if counts and min(counts.values()) < SMALL_LABEL:
         label = min(counts, key=lambda k: counts[k])
@@ -158,7 +186,7 @@ def caveats(results: Results) -> list[str]:
                    "interval is wide and a permutation p-value cannot go far below "
                    f"1/{counts[label]}.")
     out += list(results.recipe.confounds)
-    return out
+    return out + later
 
 
 def _lead(results: Results) -> AnalysisResult | None:
@@ -178,6 +206,11 @@ def lead_verdict(results: Results) -> str:
     lead = _lead(results)
     finding = first_sentence(lead.summary, 320) if lead is not None else \
         "No analysis produced a result."
+    if lead is not None and lead.probe.startswith("compare-"):
+        # a comparison's answer is one line per candidate group
+        groups = [p for p in results.probes if p.probe.startswith("compare-")
+                  and not p.error and p.summary]
+        finding = " ".join(first_sentence(p.summary, 240) for p in groups[:4])
     failed = [p for p in results.probes if p.error]
     if failed:
         finding += f" ({len(failed)} of {len(results.probes)} analyses failed.)"
