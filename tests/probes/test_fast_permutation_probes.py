@@ -133,6 +133,6 @@ def test_c_is_tuned_on_a_bounded_subsample_above_tune_max_rows() -> None:
     result = LinearProbe(n_bootstrap=0, n_permutations=0, tune_max_rows=30).fit(X, y).result_
     assert result.params["C_tuned_on_rows"] == 30
     assert set(result.params["C_per_fold"]) <= set(CS_GRID)
-    assert result.metrics["accuracy"].value >= 0.9
+    assert result.metrics["accuracy"].value >= 0.8  # shift 1.5 in 6-d: about 0.85-0.9
     full = LinearProbe(n_bootstrap=0, n_permutations=0).fit(X, y).result_
     assert full.params["C_tuned_on_rows"] == 96
