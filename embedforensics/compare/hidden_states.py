@@ -6,7 +6,8 @@ rows. One forward pass per model gives all layers at once:
 
 - a Hugging Face checkpoint: ``hidden_states`` of the encoder (index 0 = the embeddings
   output, ``k`` = after block ``k``), pooled over tokens by a masked mean or the first
-  token, on the texts tokenised with the comparison's ``max_length``;
+  token or the last real token (decoders), on the texts tokenised with the comparison's
+  ``max_length``;
 - a head: its input embeddings (index 0), then the output of every non-``Linear`` module
   before its last ``Linear`` (an MLP head's hidden activation); a logistic head has only
   index 0.
@@ -30,7 +31,7 @@ from embedforensics.engine.cache import EmbeddingCache, cache_key
 log = logging.getLogger(__name__)
 
 HIDDEN_CACHE_VERSION = "hidden-states-v1"
-Pooling = Literal["mean", "cls"]
+Pooling = Literal["mean", "cls", "last"]
 
 
 def head_states(module: Any, X: np.ndarray) -> list[np.ndarray]:
@@ -65,9 +66,19 @@ def checkpoint_states(module: Any, tokenizer: Any, texts: list[str], *, pooling:
             hidden = module(**enc, output_hidden_states=True).hidden_states
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
             pooled = []
+            mask2 = enc["attention_mask"]
+            # last real token: right padding puts it at count − 1; left padding at the end
+            left = bool((mask2[:, 0] == 0).any())
+            last = (torch.full((mask2.shape[0],), mask2.shape[1] - 1) if left
+                    else mask2.sum(1).clamp(min=1) - 1)
+            rows = torch.arange(mask2.shape[0])
             for hs in hidden:
-                v = hs[:, 0] if pooling == "cls" else (hs * mask).sum(1) / mask.sum(1).clamp(
-                    min=1)
+                if pooling == "cls":
+                    v = hs[:, 0]
+                elif pooling == "last":
+                    v = hs[rows, last]
+                else:
+                    v = (hs * mask).sum(1) / mask.sum(1).clamp(min=1)
                 pooled.append(v.float().numpy())
             parts.append(pooled)
     return [np.concatenate([b[k] for b in parts]) for k in range(len(parts[0]))]

@@ -58,8 +58,9 @@ class RepresentationsParams(BaseModel):
                               description="hidden_states indices (0 = embeddings output, "
                                           "-1 = last layer); heads: 0 = input embeddings, "
                                           "-1 = hidden layer.")
-    pooling: Literal["mean", "cls"] = Field("mean", description="Masked mean over tokens, "
-                                                                "or the first token.")
+    pooling: Literal["mean", "cls", "last"] = Field(
+        "mean", description="Masked mean over tokens, the first token, or the last real "
+                            "token (decoder models).")
     measures: list[Measure] = Field(default_factory=lambda: ["linear_cka"], min_length=1,
                                     description="Similarity measures.")
     n_inputs: int = Field(200, ge=4, description="Seeded sample of the compare test rows.")
