@@ -172,31 +172,40 @@ def refit_null(statistic: Callable[[np.ndarray], float], fold: np.ndarray, seed:
 # ---- closed-form ridge discriminant --------------------------------------------------------
 @dataclass
 class _Solved:
-    """Ridge solutions on one training set, ready for any penalty and label block."""
+    """Ridge solutions on one training set, ready for any penalty and label block.
 
-    rows: np.ndarray     # training rows
-    mean: np.ndarray     # their mean (the intercept's centring)
-    evals: np.ndarray    # eigenvalues of the centred training Gram (r,)
-    project: np.ndarray  # (C V)' : r × n_train, maps training labels to coefficients
-    held: dict[int, tuple[np.ndarray, np.ndarray]]  # fold -> (rows, (Z_rows - mean) V)
+    Primal (``d ≤`` training rows): only the eigenvectors ``V`` (d × d) are kept and the
+    label side ``C'Y`` is assembled from per-fold sums, so memory does not grow with the
+    rows. Dual (more dimensions than rows): the small ``n_train × n_train`` problem keeps
+    its projections.
+    """
+
+    rows: np.ndarray          # training rows
+    folds: tuple[int, ...]    # the folds they make up
+    mean: np.ndarray          # their mean (the intercept's centring)
+    evals: np.ndarray         # eigenvalues of the centred training Gram (r,)
+    V: np.ndarray | None      # primal: eigenvectors (d × d)
+    project: np.ndarray | None = None  # dual: U' (n_train × n_train)
+    held_proj: dict[int, np.ndarray] | None = None  # dual: fold -> (Z_R - mean) C' U
 
 
-def _solve(Z: np.ndarray, train: np.ndarray, held: dict[int, np.ndarray]) -> _Solved:
-    """Eigen-decompose the centred Gram of ``Z[train]`` (primal if d ≤ rows, else dual)."""
+def _solve(Z: np.ndarray, fold: np.ndarray, folds: tuple[int, ...],
+           held: dict[int, np.ndarray]) -> _Solved:
+    """Eigen-decompose the centred Gram of the rows of ``folds`` (primal if d ≤ rows, else
+    the dual kernel, which has the same nonzero spectrum)."""
+    train = np.flatnonzero(np.isin(fold, folds))
     Zt = Z[train]
     mean = Zt.mean(axis=0)
-    C = Zt - mean
-    n_t, d = C.shape
+    n_t, d = Zt.shape
     if d <= n_t:
-        evals, V = np.linalg.eigh(C.T @ C)
-        project = (C @ V).T
-        prepared = {f: (rows, (Z[rows] - mean) @ V) for f, rows in held.items()}
-    else:  # fewer rows than dimensions: the n_t × n_t kernel has the same nonzero spectrum
-        evals, U = np.linalg.eigh(C @ C.T)
-        project = U.T
-        CU = C.T @ U
-        prepared = {f: (rows, (Z[rows] - mean) @ CU) for f, rows in held.items()}
-    return _Solved(train, mean, np.maximum(evals, 0.0), project, prepared)
+        gram = Zt.T @ Zt - n_t * np.outer(mean, mean)
+        evals, V = np.linalg.eigh(gram)
+        return _Solved(train, folds, mean, np.maximum(evals, 0.0), V)
+    C = Zt - mean
+    evals, U = np.linalg.eigh(C @ C.T)
+    CU = C.T @ U
+    return _Solved(train, folds, mean, np.maximum(evals, 0.0), None, U.T,
+                   {f: (Z[rows] - mean) @ CU for f, rows in held.items()})
 
 
 def _targets(codes: np.ndarray, k: int) -> np.ndarray:
@@ -219,15 +228,29 @@ def _decide(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argmax(scores.reshape(n, -1, k), axis=2)
 
 
-def _scores(solved: _Solved, Yt: np.ndarray, fold: int, penalties: np.ndarray) -> np.ndarray:
-    """Scores of held-out fold ``fold`` for every penalty: (L, rows, B·c)."""
-    q = solved.project @ Yt                       # r × B·c
-    ybar = Yt.mean(axis=0)
-    rows, P = solved.held[fold]
+def _scores(Z: np.ndarray, solved: _Solved, Y: np.ndarray, sums: dict[int, tuple],
+            rows: np.ndarray, fold: int, penalties: np.ndarray) -> np.ndarray:
+    """Scores of held-out rows ``rows`` (fold ``fold``) for every penalty: (L, rows, B·c).
+
+    ``sums[h] = (Z_h'Y_h, 1'Y_h)`` per fold: the training set's ``C'Y`` and label means
+    are sums of these, so no training-set-sized product is formed per solve.
+    """
+    n_t = len(solved.rows)
+    ysum = sum(sums[h][1] for h in solved.folds)
+    ybar = ysum / n_t
     L = len(penalties)
-    scaled = q[None, :, :] / (solved.evals[None, :, None] + penalties[:, None, None])
-    # one product for all penalties: (rows × r) @ (r × L·B·c)
-    flat = P @ np.moveaxis(scaled, 0, 1).reshape(P.shape[1], -1)
+    if solved.V is not None:
+        cy = sum(sums[h][0] for h in solved.folds) - np.outer(solved.mean, ysum)
+        q = solved.V.T @ cy                                   # d × B·c
+        scaled = q[None] / (solved.evals[None, :, None] + penalties[:, None, None])
+        # W = V (q / (e + λ)) for all penalties at once: d × L·B·c
+        W = solved.V @ np.moveaxis(scaled, 0, 1).reshape(q.shape[0], -1)
+        flat = Z[rows] @ W - solved.mean @ W
+    else:
+        q = solved.project @ Y[solved.rows]
+        scaled = q[None] / (solved.evals[None, :, None] + penalties[:, None, None])
+        P = solved.held_proj[fold]
+        flat = P @ np.moveaxis(scaled, 0, 1).reshape(P.shape[1], -1)
     return np.moveaxis(flat.reshape(len(rows), L, -1), 1, 0) + ybar
 
 
@@ -280,15 +303,16 @@ class RidgeCV:
         self._inner: dict[int, list[_Solved]] = {}
         self._fixed: dict[int, float] = {}
         for f in folds:
-            train = np.flatnonzero(self.fold != f)
-            self._outer[f] = _solve(self.Z, train, {f: rows[f]})
+            others = tuple(h for h in folds if h != f)
+            self._outer[f] = _solve(self.Z, self.fold, others, {f: rows[f]})
             if self.nested:
                 self._inner[f] = [
-                    _solve(self.Z, np.flatnonzero((self.fold != f) & (self.fold != g)),
-                           {g: rows[g]}) for g in folds if g != f]
+                    _solve(self.Z, self.fold, tuple(h for h in others if h != g),
+                           {g: rows[g]}) for g in others]
             elif self.fixed_penalty is not None:
-                self._fixed[f] = float(self.fixed_penalty(self.Z, train))
+                self._fixed[f] = float(self.fixed_penalty(self.Z, self._outer[f].rows))
         self._folds = folds
+        self._rows = rows
         self.chosen_: dict[int, float] = {}
 
     def _lambdas(self, n_train: int) -> np.ndarray:
@@ -300,6 +324,7 @@ class RidgeCV:
         """
         n, B = codes.shape
         Y = _targets(codes, self.k)
+        sums = {h: (self.Z[r].T @ Y[r], Y[r].sum(axis=0)) for h, r in self._rows.items()}
         correct = np.zeros(B)
         chosen = np.zeros((len(self._folds), B))
         for i, f in enumerate(self._folds):
@@ -308,23 +333,24 @@ class RidgeCV:
                 lam_rows = np.asarray(self.penalties, dtype=float)
                 inner_correct = np.zeros((len(lam_rows), B))
                 for solved in self._inner[f]:
-                    (g,) = solved.held
-                    s = _scores(solved, Y[solved.rows], g,
+                    (g,) = set(self._folds) - set(solved.folds) - {f}
+                    s = _scores(self.Z, solved, Y, sums, self._rows[g], g,
                                 self._lambdas(len(solved.rows)))
-                    truth = codes[solved.held[g][0]]
+                    truth = codes[self._rows[g]]
                     inner_correct += np.stack([np.sum(_decide(s[j], self.k) == truth, axis=0)
                                                for j in range(len(lam_rows))])
                 best = np.argmax(inner_correct, axis=0)  # first max: the stronger penalty
-                s = _scores(outer, Y[outer.rows], f, self._lambdas(len(outer.rows)))
+                s = _scores(self.Z, outer, Y, sums, self._rows[f], f,
+                            self._lambdas(len(outer.rows)))
                 pred = np.stack([_decide(s[j], self.k) for j in range(len(lam_rows))])
                 pred = np.take_along_axis(pred, best[None, None, :], axis=0)[0]
                 chosen[i] = lam_rows[best]
             else:
                 lam = self._fixed.get(f, float(self.penalties[0]) * len(outer.rows))
-                s = _scores(outer, Y[outer.rows], f, np.array([lam]))
+                s = _scores(self.Z, outer, Y, sums, self._rows[f], f, np.array([lam]))
                 pred = _decide(s[0], self.k)
                 chosen[i] = lam / len(outer.rows)
-            correct += np.sum(pred == codes[outer.held[f][0]], axis=0)
+            correct += np.sum(pred == codes[self._rows[f]], axis=0)
         return correct / n, chosen
 
     def permutation_test(self, codes: np.ndarray, n_permutations: int, seed: int, *,
