@@ -143,3 +143,22 @@ def test_failed_write_keeps_the_previous_run(tmp_path):
         raise RuntimeError("disk full")
     assert (out / "report.md").read_text() == "first"
     assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.json"]
+
+
+def test_unknown_tokens_are_counted_per_source_and_warned_about(write_recipe, tmp_path):
+    """The tiny test tokenizer knows few words: a source of unknown words gets a warning."""
+    path = write_recipe({"sources": [
+        {"label": "known", "texts": ["the cat sat on the mat", "the dog sat"] * 5},
+        {"label": "odd", "texts": ["the 猫 sat 🙂", "狗 and the 鳥"] * 5}],
+        "probes": ["pca"]})
+    r = ef.run(path, output=tmp_path / "o", progress=False)
+    shares = {s["id"]: s["lengths"].get("unk_share") for s in r["data"]["sources"]}
+    assert shares["known"] == 0.0
+    assert shares["odd"] is not None and shares["odd"] > 0.03
+    warnings = [w for w in r.results.data.warnings if w.startswith("Tokenizer:")]
+    assert len(warnings) == 1 and "'odd'" in warnings[0]
+    assert "unknown tokens" in (tmp_path / "o" / "report.html").read_text()
+    # cached: the same counts come back without the model
+    again = ef.run(path, output=tmp_path / "o2", progress=False)
+    assert {s["id"]: s["lengths"].get("unk_share")
+            for s in again["data"]["sources"]} == shares

@@ -84,7 +84,9 @@ def _stats_info(stats: Any) -> dict[str, Any]:
     return {"n_tokens": int(stats.n_tokens), "n_truncated": int(stats.n_truncated),
             "sum_tokens": int(sum(lengths)), "n_batches": int(getattr(stats, "n_batches", 0)),
             "n_padded_tokens": int(getattr(stats, "n_padded_tokens", 0)),
-            "oom_splits": int(getattr(stats, "oom_splits", 0))}
+            "oom_splits": int(getattr(stats, "oom_splits", 0)),
+            # unknown tokens, when the embedder counts them (older cache entries lack it)
+            **({} if getattr(stats, "n_unk", None) is None else {"n_unk": int(stats.n_unk)})}
 
 
 def _encode_shard(embedder: Embedder, texts: list[Any], names: list[str], workers: Any,
@@ -266,6 +268,11 @@ def embed_records(records: Records, spec: ModelSpec, resolved: ResolvedModel, *,
             "modality": source.modality,
             "mean_tokens": (sum(int(x.get("sum_tokens", 0)) for x in infos) / len(source)
                             if len(source) else 0.0),
+            # share of unknown tokens among the (untruncated, special-free) tokens: only
+            # when every shard counted them
+            "unk_share": (sum(int(x["n_unk"]) for x in infos)
+                          / max(1, sum(int(x.get("sum_tokens", 0)) for x in infos))
+                          if infos and all("n_unk" in x for x in infos) else None),
         }
         log.info("embedded %s: %d rows (%s)", source.source_id, len(source), status)
         row0 += len(source)

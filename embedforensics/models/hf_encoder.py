@@ -40,6 +40,8 @@ class EncodeStats:
     n_padded_tokens: int = 0
     oom_splits: int = 0
     token_lengths: list[int] = field(default_factory=list)
+    #: tokens the tokenizer could not map ([UNK] / <unk>); None when not counted
+    n_unk: int | None = None
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -326,6 +328,21 @@ class HFTextEmbedder(EmbedderSettings):
                                   verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
+    def count_unknown(self, texts: list[str]) -> int | None:
+        """Tokens of ``texts`` the tokenizer maps to its unknown token ([UNK], <unk>), or
+        None when it has none. A share of a few percent means the tokenizer does not fit
+        the text (a wrong vocabulary once let length alone look like separability)."""
+        self.load()
+        unk = getattr(self._tokenizer, "unk_token_id", None)
+        if unk is None or not texts:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enc = self._tokenizer([self.prefix + t for t in texts], add_special_tokens=False,
+                                  truncation=False, return_attention_mask=False,
+                                  verbose=False)
+        return int(sum(ids.count(unk) for ids in enc["input_ids"]))
+
     def plan(self, texts: list[str]) -> tuple[list[np.ndarray], EncodeStats]:
         """Token lengths and the batch plan for ``texts`` (no model call)."""
         from embedforensics.engine.batching import padded_tokens, plan_batches
@@ -338,6 +355,7 @@ class HFTextEmbedder(EmbedderSettings):
         lengths = self.token_lengths(texts)
         capped = np.minimum(np.asarray(lengths), max_len)
         stats.token_lengths = lengths
+        stats.n_unk = self.count_unknown(texts)
         stats.n_truncated = int(sum(n > max_len for n in lengths))
         stats.n_tokens = int(capped.sum())
         batches = plan_batches(capped, batch_size=self.batch_size,

@@ -185,10 +185,13 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
     rows = [[s.id, s.label, s.rows, s.stats.get("rows_loaded"),
              s.stats.get("removed_by_where", 0) + s.stats.get("removed_empty", 0),
              round(s.lengths["chars_median"]), round(s.lengths["tokens_mean"], 1),
-             int(s.lengths.get("truncated", 0)), s.origin.get("description", "")]
+             int(s.lengths.get("truncated", 0)),
+             "" if s.lengths.get("unk_share") is None else f"{s.lengths['unk_share']:.1%}",
+             s.origin.get("description", "")]
             for s in r.data.sources]
     data_body = [_table(["source", "label", "rows used", "rows loaded", "filtered out",
-                         "median chars", "mean tokens", "truncated", "from"], rows)]
+                         "median chars", "mean tokens", "truncated", "unknown tokens",
+                         "from"], rows)]
     data_body.extend(_example_images(r))
     parts.append(_section("data", "Data", data_body, open_=True))
 

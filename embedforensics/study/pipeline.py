@@ -185,6 +185,8 @@ def length_stats(texts: list[str], token_info: dict[str, Any]) -> dict[str, floa
         "words_mean": float(words.mean()),
         "tokens_mean": float(token_info.get("mean_tokens", float("nan"))),
         "truncated": float(token_info.get("n_truncated", 0)),
+        **({} if token_info.get("unk_share") is None
+           else {"unk_share": float(token_info["unk_share"])}),
     }
 
 
