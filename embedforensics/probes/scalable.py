@@ -132,11 +132,15 @@ def sliced_energy_test(A: np.ndarray, B: np.ndarray, *, n_permutations: int, see
         """Sliced energy for label columns ``is_a`` (n × k bool) -> k values."""
         k = is_a.shape[1]
         acc = np.zeros(k)
+        # labelings as contiguous rows and integer running counts: the cumulative sums,
+        # the bulk of the work, run about 10x faster than float64 sums down columns
+        rows_a = np.ascontiguousarray(is_a.T)
+        position = np.arange(1, n)[None, :]
         for j in range(n_directions):
-            lab = is_a[order[:, j]]
-            fa = np.cumsum(lab[:-1], axis=0, dtype=np.float64) / n_a
-            fb = (np.arange(1, n)[:, None] - fa * n_a) / n_b
-            acc += 2.0 * (gaps[:, j] @ ((fa - fb) ** 2))
+            cum = np.cumsum(rows_a[:, order[:-1, j]], axis=1, dtype=np.int32)
+            fa = cum / n_a
+            fb = (position - cum) / n_b
+            acc += 2.0 * (((fa - fb) ** 2) @ gaps[:, j])
         return acc / n_directions / c_d
 
     observed_mask = np.zeros((n, 1), dtype=bool)
