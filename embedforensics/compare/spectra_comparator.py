@@ -18,7 +18,8 @@ beyond a Tracy–Widom margin, stable rank, power-law α (CSN). Then:
   label-permutation p-value (:func:`procedure_classifier`).
 
 Only the weights are read: no input passes through the models (``kinds: [ck]`` adds the
-conjugate kernel of each layer's inputs on a seeded sample of the test rows).
+conjugate kernel of each layer's inputs on a seeded sample of the test rows, and the squared
+cosine of its top eigenvector with the label direction of those rows, ``label_alignment``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from embedforensics.errors import UserError
 from embedforensics.results import AnalysisResult, Metric, jsonable
 from embedforensics.study.analysis import Comparator, Outcome
 
-STATS = ("lambda_max_over_edge", "n_outliers", "stable_rank", "alpha", "sigma2")
-OUTSIDE_LEVEL = 0.5  # share of cells outside the reference range that the summary calls "most"
+STATS = ("lambda_max_over_edge", "n_outliers", "stable_rank", "alpha", "sigma2",
+         "label_alignment")
 
 
 class SpectraParams(BaseModel):
@@ -174,7 +175,7 @@ def _stat_values(stats: Any) -> dict[str, float]:
     return {"lambda_max_over_edge": stats.mp.lambda_max_over_edge,
             "n_outliers": float(stats.mp.n_outliers), "stable_rank": stats.stable_rank,
             "alpha": float(a) if math.isfinite(a) else float("nan"),
-            "sigma2": stats.mp.sigma2}
+            "sigma2": stats.mp.sigma2, "label_alignment": float("nan")}
 
 
 def _base_state(path: Path, explicit: str | None, cache: dict[str, Any]) -> Any:
@@ -219,7 +220,12 @@ class SpectraComparator(Comparator):
         return dict(enc)
 
     def run(self, inputs: Any) -> Outcome:
-        from embedforensics.compare.spectra import TW1_QUANTILES, layer_spectra, spectral_stats
+        from embedforensics.compare.spectra import (
+            TW1_QUANTILES,
+            alignment,
+            layer_spectra,
+            spectral_stats,
+        )
 
         p = self.params
         file = inputs.ctx.file_of(self.key)
@@ -272,6 +278,14 @@ class SpectraComparator(Comparator):
                                         n_bootstrap=p.n_bootstrap, seed=seed + i,
                                         n_rows=sp.shape[0])
                     per[(sp.kind, sp.name)] = _stat_values(st)
+                    if sp.kind == "ck" and sp.vectors is not None:
+                        # the CK's top eigenvector (sample space) against the label
+                        # direction: the largest squared cosine with a centred
+                        # one-vs-rest indicator of the sampled rows' classes
+                        y = np.asarray(inputs.prepared.y)[rows]
+                        per[(sp.kind, sp.name)]["label_alignment"] = max(
+                            (float(alignment(sp.vectors[:, :1], (y == c) - np.mean(y == c))[0])
+                             for c in np.unique(y)), default=float("nan"))
                     fits.setdefault(name, {})[f"{sp.kind}:{sp.name}"] = st.to_dict()
                     if g == "reference" and (sp.kind, sp.name) not in hist:
                         hist[(sp.kind, sp.name)] = (sp.eigenvalues, st)
@@ -292,7 +306,7 @@ class SpectraComparator(Comparator):
                 for stat in STATS:
                     v = values(g, key, stat)
                     f = v[np.isfinite(v)]
-                    if v.size == 0:
+                    if f.size == 0:
                         continue
                     table.append([g, key[0], key[1], stat, v.size,
                                   float(np.median(f)) if f.size else None,

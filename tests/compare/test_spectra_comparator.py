@@ -113,7 +113,13 @@ def test_contract(recipe):
     from embedforensics.testing import check_comparator
 
     inputs = load_checkpoints(StudyContext.open(recipe, progress=False))
-    check_comparator(SpectraComparator, inputs, kinds=["weight", "delta", "ck"],
-                     n_inputs=8, n_permutations=20, max_models=3)
+    params = dict(kinds=["weight", "delta", "ck"], n_inputs=8, n_permutations=20,
+                  max_models=3)
+    check_comparator(SpectraComparator, inputs, **params)
+    outcome = SpectraComparator(**params).run(inputs)
+    rows = outcome.results[0].tables["groups"]["rows"]
+    aligned = [r for r in rows if r[1] == "ck" and r[3] == "label_alignment"]
+    assert aligned and all(0 <= r[5] <= 1 for r in aligned)
+    assert not any(r[1] != "ck" and r[3] == "label_alignment" for r in rows)
     with pytest.raises(UserError, match=r"compare\.x\.kinds"):
         SpectraComparator.validate_params({"kinds": ["hessian"]}, key="compare.x")
