@@ -23,6 +23,8 @@ transformers or scikit-learn until they are needed).
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from embedforensics.recipe.loader import load_recipe
 
         return load_recipe
+    if name == "compare":  # the subpackage, made callable as runner.compare on import
+        import importlib
+
+        return importlib.import_module("embedforensics.compare")
     if name in _RUNNER:
         from embedforensics import runner
 
@@ -50,5 +56,33 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     """The public names (lazy ones included), so tab completion shows them."""
-    return sorted({*__all__, *(n for n in globals() if not n.startswith("_"))} - {"Any",
-                                                                                  "annotations"})
+    hidden = {"Any", "annotations", "sys", "types"}
+    return sorted({*__all__, *(n for n in globals() if not n.startswith("_"))} - hidden)
+
+
+class _CallableCompare(types.ModuleType):
+    """``embedforensics.compare``: the subpackage of comparison code, and also callable, so
+    ``ef.compare(recipe, ...)`` runs :func:`embedforensics.runner.compare` like ``ef.run``.
+
+    (Importing a subpackage binds its name on the package, so a plain function called
+    ``compare`` would be replaced by the module as soon as anything imported it.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from embedforensics.runner import compare
+
+        return compare(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """This package's module type: when the import system binds the ``compare``
+    subpackage here, it becomes a :class:`_CallableCompare`."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "compare" and type(value) is types.ModuleType:
+            value.__class__ = _CallableCompare
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+if "embedforensics.compare" in sys.modules:  # imported before this ran (a reload)
+    sys.modules[__name__].compare = sys.modules["embedforensics.compare"]

@@ -93,3 +93,19 @@ def test_loaded_recipe_with_overrides_applies_them(write_recipe):
     assert as_recipe(loaded) is loaded
     with pytest.raises(TypeError, match="YAML path, a dict"):
         as_recipe(42)  # type: ignore[arg-type]
+
+
+def test_compare_results_have_the_same_notebook_view(write_recipe, tmp_path):
+    from tests.compare.test_workflow import _recipe
+
+    recipe = _recipe(write_recipe, tmp_path)
+    assert len(ef.train_heads(recipe, progress=False)) == 14
+    r = ef.compare(ef.load_recipe(recipe), output=tmp_path / "cmp", progress=False)
+    assert repr(r).startswith("<RunResults 'tiny': 140 rows, 2 labels, 2 results "
+                              "(compare-same, compare-noisy)")
+    assert "compare-noisy" in r._repr_html_()
+    churn = r.metric("compare-noisy", "churn_vs_majority")
+    assert churn.n == 56 and churn.method
+    frame = r.to_frame()
+    assert set(frame.analysis) == {"compare-same", "compare-noisy"}
+    assert len(r.figures("compare-same")) == 2
