@@ -160,6 +160,7 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
         + "</p>")
     parts.append(f"<div class=verdict id=verdict><b>Finding.</b> {escape(lead_verdict(r))}"
                  "</div>")
+    parts.append(summary_html(r))
     warnings = caveats(r)
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings[:CAVEATS_SHOWN])
@@ -169,7 +170,6 @@ def render_html(results: Results, images: dict[tuple[int, int], bytes]) -> str:
                   + "</ul></details>") if more else ""
         parts.append(f"<div class=warn id=confounds><b>Confounds and caveats — read before "
                      f"concluding.</b><ul>{items}</ul>{folded}</div>")
-    parts.append(summary_html(r))
 
     comparing = "compare" in r.provenance
     noun = "Comparison" if comparing else "Probe"

@@ -63,11 +63,11 @@ def render_markdown(results: Results, images: dict[tuple[int, int], bytes]) -> s
     out += [f"Model {_code(model.get('id'))} · {r.data.n} {row_noun(r)} · labels: "
             + _escape(", ".join(f"{k} (n={v})" for k, v in r.data.counts_by_label.items())),
             "", f"**Finding.** {_escape(lead_verdict(r))}", ""]
+    out += ["## Summary", ""]
+    out += _table(COLUMNS, [row.cells() for row in summary_rows(r)])
     warnings = caveats(r)
     if warnings:
         out += ["## Confounds and caveats", ""] + [f"- {_escape(w)}" for w in warnings] + [""]
-    out += ["## Summary", ""]
-    out += _table(COLUMNS, [row.cells() for row in summary_rows(r)])
     out += ["## Data", ""]
     out += _table(["source", "label", "rows used", "median chars", "mean tokens", "truncated",
                    "from"],
