@@ -6,9 +6,10 @@ Embeds ``recipes/default.yaml`` through the cache (run the study once first, or 
 800 texts), then fits each recipe probe with the recipe's parameters and the recipe's seed,
 timing wall and process CPU seconds. ``--skip`` leaves probes out (e.g. ``baselines``,
 which needs the texts and is another module's). ``--refit`` also times the linear and LDA
-probes with ``permutation_test="refit"`` and no sequential stopping, one worker — the
-cost of refitting the probes' own classifiers for every permutation, as before issue 20 —
-in the same run, for a same-run ratio. The load average is printed before and after.
+probes with ``permutation_test="refit"``, no sequential stopping, one worker, and the
+linear probe's former fixed C = 1 — the cost of refitting the probes' own classifiers for
+every permutation, as before issue 20 — in the same run, for a same-run ratio. The load
+average is printed before and after.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def main() -> None:
     total_wall = total_cpu = 0.0
     runs = [(spec.name, dict(spec.params), "") for spec in loaded.recipe.probes
             if spec.name not in args.skip]
-    if args.refit:
-        runs += [(name, {"permutation_test": "refit", "stop_after": None, "n_jobs": 1},
-                  " (refit test, no stopping, 1 worker)") for name in ("linear", "lda")]
+    if args.refit:  # the former probes' classifiers (linear: C = 1), refitted per permutation
+        refit = {"permutation_test": "refit", "stop_after": None, "n_jobs": 1}
+        runs += [("linear", {**refit, "C": 1.0}, " (C=1, refit test, no stopping, 1 worker)"),
+                 ("lda", refit, " (refit test, no stopping, 1 worker)")]
     for name, params, note in runs:
         cls = PROBES.get(name)
         if "seed" in cls._get_param_names():
