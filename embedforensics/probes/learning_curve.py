@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from embedforensics.probes import progress
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
 from embedforensics.probes.stats import CI_LEVEL, child_seeds, fmt_pct
 
@@ -99,6 +100,7 @@ class LearningCurveProbe(Probe):
         acc = np.empty((self.n_repeats, len(sizes)))
         auc = np.empty_like(acc)
         n_test = 0
+        bar = progress.bar(self.n_repeats * len(sizes), "learning_curve: fits", "fit")
         for r, run_seed in enumerate(child_seeds(self.seed, self.n_repeats)):
             split = StratifiedShuffleSplit(n_splits=1, test_size=self.test_fraction,
                                            random_state=run_seed % 2**32)
@@ -108,6 +110,7 @@ class LearningCurveProbe(Probe):
             # one shuffled order per label: size m takes its first m rows (nested sets)
             order = {lab: rng.permutation(train[y[train] == lab]) for lab in labels}
             for j, m in enumerate(sizes):
+                bar.update(1)
                 rows = np.concatenate([order[lab][:m] for lab in labels])
                 model = make_pipeline(StandardScaler(),
                                       LogisticRegression(C=self.C, max_iter=2000))
@@ -120,6 +123,7 @@ class LearningCurveProbe(Probe):
                 auc[r, j] = float(roc_auc_score(codes, proba[:, 1]) if len(labels) == 2 else
                                   roc_auc_score(codes, proba, multi_class="ovr",
                                                 labels=np.arange(len(labels))))
+        bar.close()
 
         how = (f"mean over {self.n_repeats} repeat(s) (fresh test split of {n_test} rows "
                f"each); 95% t-interval of the mean")
