@@ -17,8 +17,10 @@ its pooler and classifier.
 **Fitting methods** (``method=``):
 
 - ``direct``: least squares with bias from A's hidden vectors to B's at the stitch point,
-  over every non-padding token of the fitting batches (``scipy.linalg.lstsq``, minimum-norm
-  when underdetermined), in float64. Also the initialisation of the three trained methods.
+  over every non-padding token of the fitting batches (``scipy.linalg.lstsq`` on the normal
+  equations, minimum-norm when underdetermined — as it is after a LayerNorm, whose outputs
+  satisfy one linear constraint, so ``[X, 1]`` has rank ``d``), in float64. Also the
+  initialisation of the three trained methods.
 - ``task``: cross-entropy of the stitched model's logits to the true labels (task-loss
   matching, Csiszárik et al.).
 - ``soft``: ``τ² · KL(softmax(z_B/τ) ‖ softmax(z_stitched/τ))`` to B's own outputs
@@ -341,7 +343,10 @@ def _direct(front: Features, back: Features, i: int, j: int) -> tuple[np.ndarray
         raise ValueError("the two models saw different token masks: they must be fed the "
                          "same batches (and share a tokenizer)")
     X1 = np.hstack([X, np.ones((X.shape[0], 1))])
-    coef = lstsq(X1, Y, lapack_driver="gelsd")[0]
+    # through the (d+1)×(d+1) normal equations: gelsd on the tokens × d system took seconds
+    # for MiniLM-sized stitches; gelsd on X1ᵀX1 gives the same minimum-norm (pseudo-inverse)
+    # solution and drops directions with singular value below ~1e-8 of the largest
+    coef = lstsq(X1.T @ X1, X1.T @ Y, lapack_driver="gelsd")[0]
     return coef[:-1].T.copy(), coef[-1].copy()
 
 

@@ -101,9 +101,18 @@ def test_self_stitch_has_no_penalty(method):
     r = stitch(A, A, batches, layer_a=2, layer_b=2, method=method, steps=10, lr=1e-3)
     assert r.accuracy_b == 1.0
     assert r.penalty == 0.0 and r.agreement == 1.0 and r.kl < 1e-4
-    assert np.allclose(r.weight, np.eye(32), atol=0.05)
+    # T maps the model's own hidden vectors (nearly) onto themselves. W itself need not be
+    # the identity: LayerNorm outputs satisfy one linear constraint, so [X, 1] has rank d
+    # and least squares returns the minimum-norm solution among the exact ones.
+    with torch.no_grad():
+        X = torch.cat([A(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                         output_hidden_states=True).hidden_states[2][b["attention_mask"] == 1]
+                       for b in batches]).double().numpy()
+    moved = np.abs(X @ r.weight.T + r.bias - X).max()
+    if method != "task":  # soft and fula start at their optimum; task sharpens margins
+        assert moved < (1e-6 if method == "direct" else 0.05 * np.abs(X).max())
     if method == "direct":
-        assert np.allclose(r.weight, np.eye(32), atol=1e-6) and r.fit_loss < 1e-10
+        assert r.fit_loss < 1e-10
 
 
 def test_embeddings_and_last_layer_stitch_points():
