@@ -131,6 +131,15 @@ def main() -> None:
                         help="permutations of the best-baseline-vs-chance test")
     parser.add_argument("--baselines-power-n", type=int, default=300,
                         help="per side for the baselines' power rows (fresh vs rotten)")
+    parser.add_argument("--baselines-power-mode", default="fresh-rotten",
+                        choices=("fresh-rotten", "embedding-shift", "surface-marker"),
+                        help="the baselines' real difference: fresh vs rotten; two halves of "
+                             "'fresh' with one side's embeddings shifted by --shift along a "
+                             "random unit direction (texts unchanged: the embedding must win); "
+                             "or with ' !' appended to --marker-rate of one side's texts "
+                             "(embeddings unchanged: a surface baseline must win)")
+    parser.add_argument("--shift", type=float, default=0.05)
+    parser.add_argument("--marker-rate", type=float, default=0.3)
     parser.add_argument("--output")
     parser.add_argument("--part", default="0/1",
                         help="i/k: run only the repetitions with index %% k == i")
@@ -183,10 +192,21 @@ def run(args: argparse.Namespace) -> None:
                        args.lda_permutations) if others else {}
         if baselines:
             m = args.baselines_power_n
-            ia = rng.choice(len(fresh), m, replace=False)
-            ib = rng.choice(len(rotten), m, replace=False)
-            out.update(baseline_p_values(fresh[ia], rotten[ib], t_fresh[ia], t_rotten[ib],
-                                         rep, args.baselines_permutations))
+            if args.baselines_power_mode == "fresh-rotten":
+                ia = rng.choice(len(fresh), m, replace=False)
+                ib = rng.choice(len(rotten), m, replace=False)
+                xa, xb, ta, tb = fresh[ia], rotten[ib], t_fresh[ia], t_rotten[ib]
+            else:
+                idx = rng.permutation(len(fresh))[: 2 * m]
+                xa, xb = fresh[idx[:m]], fresh[idx[m:]].copy()
+                ta, tb = t_fresh[idx[:m]], t_fresh[idx[m:]].copy()
+                if args.baselines_power_mode == "embedding-shift":
+                    u = rng.normal(size=xb.shape[1])
+                    xb += args.shift * u / np.linalg.norm(u)
+                else:
+                    marked = rng.random(m) < args.marker_rate
+                    tb[marked] = [t + " !" for t in tb[marked]]
+            out.update(baseline_p_values(xa, xb, ta, tb, rep, args.baselines_permutations))
         for k, v in out.items():
             power.setdefault(k, []).append(v)
     seconds = time.perf_counter() - started
@@ -204,7 +224,7 @@ def render(args: argparse.Namespace, null: dict[str, list[float]],
            n_parts: int) -> None:
     """Write the table: rejection rates at the level with Clopper–Pearson intervals."""
     n = args.n_per_side
-    reps = len(next(iter(null.values())))
+    reps = len(next(iter(null.values()), []))
     power_reps = len(next(iter(power.values())))
     lines = [
         "# Calibration of separability tests on real embeddings", "",
@@ -221,18 +241,22 @@ def render(args: argparse.Namespace, null: dict[str, list[float]],
         f"- baselines rows (`{args.baselines}`): the baselines probe with its defaults "
         f"(5x5-fold corrected repeated-CV t-test) on the snippets' texts and embeddings, "
         f"{args.baselines_permutations} permutations for its chance test; power at "
-        f"{args.baselines_power_n} fresh vs {args.baselines_power_n} rotten",
+        f"{args.baselines_power_n} vs {args.baselines_power_n}, {args.baselines_power_mode}"
+        + {"fresh-rotten": "", "embedding-shift": f" (shift {args.shift:g})",
+           "surface-marker": f" (marker rate {args.marker_rate:g})"}[
+            args.baselines_power_mode],
         f"- wall time {seconds:.0f} s" + (f" (summed over {n_parts} parallel parts, each "
                                            f"a separate niced process; merged with --merge)"
                                            if n_parts > 1 else ""), "",
         "| test | false-positive rate under the null (95% CI) | power vs fresh/rotten (95% CI) |",
         "|---|---|---|"]
-    for name in null:
-        k = int(np.sum(np.asarray(null[name]) <= args.level))
-        lo, hi = clopper_pearson(k, reps)
+    for name in null or power:
+        k = int(np.sum(np.asarray(null.get(name, [])) <= args.level))
+        lo, hi = clopper_pearson(k, reps) if reps else (float("nan"), float("nan"))
         kp = int(np.sum(np.asarray(power[name]) <= args.level))
         plo, phi = clopper_pearson(kp, power_reps)
-        lines.append(f"| {name} | {k}/{reps} = {k / reps:.3f} ({lo:.3f}–{hi:.3f}) | "
+        null_cell = f"{k}/{reps} = {k / reps:.3f} ({lo:.3f}–{hi:.3f})" if reps else "—"
+        lines.append(f"| {name} | {null_cell} | "
                      f"{kp}/{power_reps} = {kp / power_reps:.2f} "
                      f"({plo:.2f}–{phi:.2f}) |")
     text = "\n".join(lines) + "\n"
