@@ -71,8 +71,8 @@ def main() -> None:
         return
     load0 = os.getloadavg()
     rows = []
-    for probe in args.probes:
-        for n in args.sizes:
+    for n in args.sizes:  # size-major: a run cut short still has every probe's small sizes
+        for probe in args.probes:
             cmd = [sys.executable, __file__, "--one", probe, str(n), "--dim", str(args.dim)]
             try:
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
@@ -97,7 +97,7 @@ def main() -> None:
              + " | growth exponent |",
              "|---|" + "---|" * (len(args.sizes) + 1)]
     for probe in args.probes:
-        mine = [r for r in rows if r["probe"] == probe]
+        mine = sorted((r for r in rows if r["probe"] == probe), key=lambda r: r["n"])
         cells, pts = [], []
         for r in mine:
             if r.get("cpu_s") is None:
