@@ -55,7 +55,10 @@ def first_sentence(text: str, limit: int = 220) -> str:
     """The first sentence of ``text`` (cut at ``limit`` characters with an ellipsis)."""
     text = " ".join(text.split())
     head = _SENTENCE.split(text, maxsplit=1)[0] if text else ""
-    return head if len(head) <= limit else head[: limit - 1].rstrip() + "…"
+    if len(head) <= limit:
+        return head
+    cut = head[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;(") + " …"
 
 
 def headline_metric(result: AnalysisResult) -> tuple[str, Metric] | None:
