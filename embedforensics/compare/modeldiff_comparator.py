@@ -351,6 +351,23 @@ class ModelDiffComparator(Comparator):
                        "of each random half split of one group's own models",
                 description=f"does any direction of {hi} w.r.t. {lo} exceed seed noise?")
 
+        best = int(np.argmax(res.gaps))
+        best_p = f"{res.null.p_values[best]:.3g}" if res.null is not None else "n/a"
+        headline = {"largest_variance_gap": Metric(
+            value=float(res.gaps[best]), n=int(te.size),
+            method=f"direction {best + 1} of {p.group_a} w.r.t. {p.group_b}: share of "
+                   f"{p.group_a}'s minus share of {p.group_b}'s attribution variance; rank p "
+                   f"{best_p}",
+            description=f"the largest variance gap of a ModelDiff direction of {p.group_a} "
+                        f"w.r.t. {p.group_b}")}
+        if res.null is not None:
+            headline["largest_variance_gap_null"] = Metric(
+                value=float(np.quantile(res.null.max_gaps, 0.95)), n=res.null.n_splits,
+                range=(float(res.null.max_gaps.min()), float(res.null.max_gaps.max())),
+                method="95th percentile of the largest gap of each random half split of one "
+                       "group's own models",
+                description="seed-noise null of the largest variance gap")
+        metrics = {**headline, **metrics}
         tables: dict[str, Any] = {
             "modeldiff_directions": {
                 "columns": ["direction (X−Y #k)", "variance share under X",
@@ -403,7 +420,7 @@ class ModelDiffComparator(Comparator):
             probe=f"modeldiff-{p.group_a}-vs-{p.group_b}", summary=summary,
             params={**p.model_dump(mode="json"), "seed": seed, "n_train_used": int(tr.size),
                     "n_test_used": int(te.size)},
-            metrics=metrics, tables=tables)
+            metrics=metrics, tables=tables, headline="largest_variance_gap")
         provenance = {f"modeldiff-{p.group_a}-vs-{p.group_b}": {
             "seed": seed, "seconds": round(time.perf_counter() - started, 2),
             "attribution_seconds": {m.name: round(m.seconds, 2) for m in [*done_a, *done_b]},

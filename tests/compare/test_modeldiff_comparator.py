@@ -46,7 +46,12 @@ def test_compare_with_modeldiff(recipe, tmp_path):
     results = json.loads((out / "results.json").read_text())
     (entry,) = [p for p in results["probes"] if p["probe"] == "modeldiff-other-vs-reference"]
     assert "ModelDiff" in entry["summary"] and "2 vs 4 models" in entry["summary"]
+    assert entry["headline"] == "largest_variance_gap"
+    gap = entry["metrics"]["largest_variance_gap"]
+    null = entry["metrics"]["largest_variance_gap_null"]
+    assert null["n"] == 10 and null["range"][0] <= null["value"] <= null["range"][1]
     dirs = entry["tables"]["modeldiff_directions"]["rows"]
+    assert gap["value"] == pytest.approx(max(r[3] for r in dirs[:2]))
     assert len(dirs) == 2 * 2  # both ways × components
     for row in dirs:
         assert 0 <= row[1] <= 1 and 0 <= row[2] <= 1 and row[3] == pytest.approx(row[1] - row[2])
