@@ -176,6 +176,14 @@ class TwoSampleProbe(Probe):
             rows = np.sort(rng.choice(rows, self.max_per_label, replace=False))
         return rows
 
+    def _fmt_floor(self, p: float) -> str:
+        """A permutation p-value at its floor as 'p ≤ 0.001 (floor with 999 permutations)',
+        never as an exact-looking 'p=0.001' (issue 23); otherwise :func:`fmt_p`."""
+        floor = 1 / (1 + self.n_permutations)
+        if p <= floor * (1 + 1e-9):
+            return f"p ≤ {floor:.2g} (floor with {self.n_permutations} permutations)"
+        return fmt_p(p)
+
     def pair_tests(self, A: np.ndarray, B: np.ndarray, seed: int) -> dict[str, Any]:
         """All three tests for one pair (rows of ``A`` against rows of ``B``)."""
         scalable = self.method == "scalable" or (
@@ -290,7 +298,7 @@ class TwoSampleProbe(Probe):
         summary = (
             f"Two-sample tests over {len(records)} label pair(s) (BH-adjusted, level {level}): "
             f"MMD finds {n_sig['mmd']}, energy distance {n_sig['energy']} and the classifier "
-            f"test {n_sig['c2st']} pair(s) different (smallest MMD {fmt_p(min_p)}; "
+            f"test {n_sig['c2st']} pair(s) different (smallest MMD {self._fmt_floor(min_p)}; "
             f"{self.n_permutations} permutations, "
             f"{'all' if self.max_per_label is None else f'≤{self.max_per_label}'} rows per "
             f"label, n={len(y)}).")

@@ -136,3 +136,11 @@ def test_c_is_tuned_on_a_bounded_subsample_above_tune_max_rows() -> None:
     assert result.metrics["accuracy"].value >= 0.8  # shift 1.5 in 6-d: about 0.85-0.9
     full = LinearProbe(n_bootstrap=0, n_permutations=0).fit(X, y).result_
     assert full.params["C_tuned_on_rows"] == 96
+
+
+def test_two_sample_summary_shows_the_floor_not_an_exact_p() -> None:
+    from embedforensics.probes.two_sample import TwoSampleProbe
+
+    X, y = gaussians(30, 4, shift=4.0, seed=1)
+    summary = TwoSampleProbe(n_permutations=99, n_folds=3).fit(X, y).result_.summary
+    assert "smallest MMD p ≤ 0.01 (floor with 99 permutations)" in summary
