@@ -74,6 +74,8 @@ def test_report_in_a_real_headless_browser(report_dir):
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         driver.get((report_dir / "report.html").resolve().as_uri())
+        # the detail sections are folded (<details>); a reader opens them to read the tables
+        driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
         body = driver.find_element(By.TAG_NAME, "body").text
         # what a reader sees: the title, the finding with numbers, the caveats, the data
         assert driver.title.startswith("hostile-report")
