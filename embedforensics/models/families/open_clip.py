@@ -104,8 +104,9 @@ class OpenCLIPFamily(ImageTextFamily):
                     raise UserError(
                         f"open_clip model '{mid}' is not available offline (no "
                         "open_clip_config.json in the Hugging Face cache and "
-                        f"HF_HUB_OFFLINE=1); download it with 'huggingface-cli download "
-                        f"{ident}' or use 'local-dir:PATH'.", file=file, key=key)
+                        f"HF_HUB_OFFLINE=1); download it with 'hf download {ident}"
+                        + (f" --revision {spec.revision}" if spec.revision else "")
+                        + "' or use 'local-dir:PATH'.", file=file, key=key)
                 return ResolvedModel(mid, mid, spec.revision, "", "open_clip-hub", **dflt)
             commit = hit.parent.name
             return ResolvedModel(mid, mid, spec.revision or commit, hub_fingerprint(mid, commit),
