@@ -235,6 +235,7 @@ class RepresentationsComparator(Comparator):
                    "prediction_deviation"]
         return AnalysisResult(
             probe="representations-multiplicity", summary=summary,
+            headline="spearman_churn" if "spearman_churn" in metrics else None,
             params={"layer": layer, "measure": measure, "n_inputs": k},
             metrics=metrics,
             tables={"groups": {"columns": ["group", "models", *columns[2:]],
@@ -409,6 +410,7 @@ class RepresentationsComparator(Comparator):
                                                rows, sim))
             results.append(AnalysisResult(
                 probe=f"representations-{group}", summary=summary,
+                headline=f"{p.measures[0]}_layer_{p.layers[-1]}",
                 params={**p.model_dump(), "seed": seed},
                 metrics=metrics,
                 tables={"similarity": {
