@@ -29,7 +29,9 @@ What is used instead:
   statistics.
 
 The TF-IDF vocabulary and IDF weights are computed once from all texts (no labels are
-used), so a permutation refit costs only the regression.
+used), so a permutation refit costs only the regression. Cost: ``3 × n_repeats × n_folds``
+fits for the comparison plus ``2 × n_permutations × n_folds`` for the chance test (about
+7 CPU-s at 600 short texts with the defaults; the lexical regressions dominate).
 """
 
 from __future__ import annotations
