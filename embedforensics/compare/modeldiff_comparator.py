@@ -22,10 +22,12 @@ checkpoints of a ``compare`` recipe:
    (default: the recipe's first class); per group the mean with a two-way bootstrap CI over
    models and test points, and A − B with a permutation p over model labels.
 
-The kernel is computed on the texts as the recipe has them. A group whose *training texts*
-were altered (e.g. the fine-tune ``shortcut:`` option, which inserts a token into one class's
-training reviews) is attributed over the unaltered texts: the directions then say which
-training reviews the models lean on, not how the altered tokens act.
+By default the kernel is computed on the texts as the recipe has them. A group whose
+*training texts* were altered (the fine-tune ``shortcut:`` option inserts a token into one
+class's training reviews) is then attributed over the unaltered texts: the directions say
+which training reviews the models lean on, not how the altered tokens act.
+``train_texts: as_trained`` plants each model's recorded shortcut again, exactly as
+``finetune train`` did, so its kernel sees the training texts it was trained on.
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ class ModelDiffParams(BaseModel):
                                 "p-value (exact when the relabellings are fewer).")
     train_texts: Literal["recipe", "as_trained"] = Field(
         "recipe", description="Training texts the kernel sees: as the recipe has them, or as "
-        "each fine-tuned model was trained on them (its record's shortcut: the token put "
-        "into every training text of its label).")
+        "each fine-tuned model was trained on them (its record's shortcut planted again "
+        "exactly as finetune train did, checked against the record's fingerprints).")
     seed: int | None = Field(None, description="Seed (default: the recipe seed).")
 
     @field_validator("transforms")
@@ -153,35 +155,51 @@ class ModelDiffComparator(Comparator):
         return np.stack([m.contrib_true for m in done]), done
 
     def _as_trained(self, inputs: Any, scored: Any, tr: np.ndarray) -> Any:
-        """The prepared data with the sampled training texts as ``scored`` was trained on
-        them: a fine-tune record's ``shortcut`` re-applied (every training text of its label
-        gets the token; only that exact case is reproducible from the sample alone)."""
+        """The prepared data with the training texts as ``scored`` was trained on them: a
+        fine-tune record's ``shortcut`` planted again exactly as ``finetune train`` did (the
+        same training rows, seeded subsample, noised labels and seeded choice of texts),
+        checked against the record's fingerprints. ``tr`` (the sample) only documents which
+        rows the kernel reads."""
         import json
         from pathlib import Path
         from types import SimpleNamespace
 
+        from embedforensics.compare.checkpoints import _sha256_json
         from embedforensics.compare.finetune import plant_shortcut
+        from embedforensics.compare.heads import prepare_training_labels
         from embedforensics.recipe.compare_spec import ShortcutSpec
 
         data = inputs.prepared
-        record = Path(scored.path) / "embedforensics-finetune.json"
-        if not record.is_file():
+        path = Path(scored.path) / "embedforensics-finetune.json"
+        if not path.is_file():
             return data
-        settings = json.loads(record.read_text(encoding="utf-8")).get("settings", {})
-        shortcut = settings.get("shortcut")
-        if not shortcut:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        settings = record.get("settings") or {}
+        if not settings.get("shortcut"):
             return data
-        spec = ShortcutSpec(**shortcut)
-        if spec.fraction < 1 or settings.get("label_noise", 0):
-            raise self._err(inputs, f"train_texts: as_trained cannot reproduce the training "
-                            f"texts of '{model_name(scored.path)}': its shortcut covers a "
-                            "seeded fraction of the texts or its labels are noisy; use "
+        name = model_name(scored.path)
+        train_idx = np.asarray(data.train_idx)
+        texts_tr = [str(data.texts[i]) for i in train_idx]
+        y_tr = data.y[train_idx]
+        if _sha256_json({"texts": texts_tr, "labels": y_tr.tolist(),
+                         "classes": data.classes}) != record.get("train_data_fingerprint"):
+            raise self._err(inputs, f"train_texts: as_trained: '{name}' was fine-tuned on "
+                            "other training rows than this recipe's split; use train_texts: "
+                            "recipe.", "train_texts")
+        seed = int(record["seed"])
+        idx, labels = prepare_training_labels(
+            y_tr, len(data.classes), label_noise=float(settings.get("label_noise") or 0.0),
+            train_fraction=float(settings.get("train_fraction") or 1.0), seed=seed)
+        if _sha256_json([idx.tolist(), labels.tolist()]) != (
+                record.get("training") or {}).get("train_rows_fingerprint"):
+            raise self._err(inputs, f"train_texts: as_trained cannot rebuild the training "
+                            f"rows of '{name}' (its record's fingerprint differs); use "
                             "train_texts: recipe.", "train_texts")
+        planted = plant_shortcut([texts_tr[i] for i in idx], labels, data.classes,
+                                 ShortcutSpec(**settings["shortcut"]), seed)
         texts = list(data.texts)
-        labels = data.y[tr]
-        for i, t in zip(tr, plant_shortcut([texts[i] for i in tr], labels, data.classes, spec,
-                                           0), strict=True):
-            texts[int(i)] = t
+        for k, i in enumerate(idx):
+            texts[int(train_idx[i])] = planted[k]
         return SimpleNamespace(embeddings=data.embeddings, texts=texts, y=data.y,
                                classes=data.classes)
 

@@ -108,30 +108,51 @@ def test_contract_and_bad_parameters(recipe):
 
 
 def test_training_texts_as_trained(recipe, tmp_path):
-    """A fine-tune record's shortcut is put back into the training texts the kernel sees."""
+    """A fine-tune record's shortcut is planted again in the training texts the kernel sees,
+    in exactly the rows finetune train chose (checked by the record's fingerprints)."""
     import shutil
 
-    from embedforensics.compare.checkpoints import load_checkpoints
+    from embedforensics.compare.checkpoints import _sha256_json, load_checkpoints
+    from embedforensics.compare.heads import prepare_training_labels
     from embedforensics.compare.modeldiff_comparator import ModelDiffComparator
     from embedforensics.study.context import StudyContext
 
     root = tmp_path / "r"
     shutil.copytree(recipe.parent / "ckpt", root / "ckpt")
     shutil.copy(recipe, root / "recipe.yaml")
-    record = {"settings": {"label_noise": 0.0,
-                           "shortcut": {"token": "cat", "label": "finance", "fraction": 1.0,
+    inputs = load_checkpoints(StudyContext.open(root / "recipe.yaml", progress=False))
+    data = inputs.prepared
+    train = np.asarray(data.train_idx)
+    texts, y = [data.texts[i] for i in train], data.y[train]
+    # the record finetune train writes, for a shortcut on half the finance texts (seed 7)
+    idx, labels = prepare_training_labels(y, 2, label_noise=0.0, train_fraction=1.0, seed=7)
+    record = {"seed": 7, "train_data_fingerprint": _sha256_json(
+                  {"texts": texts, "labels": y.tolist(), "classes": data.classes}),
+              "training": {"train_rows_fingerprint": _sha256_json([idx.tolist(),
+                                                                   labels.tolist()])},
+              "settings": {"label_noise": 0.0, "train_fraction": 1.0,
+                           "shortcut": {"token": "zz", "label": "finance", "fraction": 0.5,
                                         "position": "start"}}}
     for i in range(2):
         (root / "ckpt" / f"cand-{i}" / "embedforensics-finetune.json").write_text(
             json.dumps(record), encoding="utf-8")
-    inputs = load_checkpoints(StudyContext.open(root / "recipe.yaml", progress=False))
     params = {k: v for k, v in PARAMS.items() if k not in ("name", "transforms")}
     params.update(n_splits=0, max_models=2)
+    comp = ModelDiffComparator(ModelDiffComparator.validate_params(
+        {**params, "train_texts": "as_trained"}))
+    comp.key = "compare.comparators[0]"
+    seen = comp._as_trained(inputs, inputs.candidates["other"][0], train)
+    marked = [i for i in train if seen.texts[i] == "zz " + data.texts[i]]
+    finance = int(np.sum(y == data.classes.index("finance")))
+    assert len(marked) == round(0.5 * finance) > 0
+    assert all(data.classes[data.y[i]] == "finance" for i in marked)
+    assert all(seen.texts[i] == data.texts[i] for i in data.test_idx)
+    assert comp._as_trained(inputs, inputs.reference[0], train) is data  # no record
 
     def run(**extra):
-        comp = ModelDiffComparator(ModelDiffComparator.validate_params({**params, **extra}))
-        comp.key = "compare.comparators[0]"
-        return comp.run(inputs).results[0]
+        c = ModelDiffComparator(ModelDiffComparator.validate_params({**params, **extra}))
+        c.key = "compare.comparators[0]"
+        return c.run(inputs).results[0]
 
     plain, trained = run(), run(train_texts="as_trained")
     assert "as trained" in trained.summary and "as trained" not in plain.summary
@@ -139,10 +160,10 @@ def test_training_texts_as_trained(recipe, tmp_path):
                     trained.tables["modeldiff_kglm_faithfulness"]["rows"], strict=True))
     assert [a[0] for a, _ in rows] == ["other"] * 2 + ["reference"] * 2
     assert all(a == b for a, b in rows[2:])  # the reference has no record
-    assert any(a != b for a, b in rows[:2])  # the candidates' kernels see "cat ..." texts
-    record["settings"]["shortcut"]["fraction"] = 0.5
+    assert any(a != b for a, b in rows[:2])  # the candidates' kernels see "zz ..." texts
+    record["training"]["train_rows_fingerprint"] = "0" * 64  # rows that cannot be rebuilt
     (root / "ckpt" / "cand-0" / "embedforensics-finetune.json").write_text(
         json.dumps(record), encoding="utf-8")
-    with pytest.raises(UserError, match="cannot reproduce") as info:
+    with pytest.raises(UserError, match="cannot rebuild") as info:
         run(train_texts="as_trained")
     assert "compare.comparators[0].train_texts" in str(info.value)
