@@ -93,6 +93,9 @@ class HFClassifierLogits(nn.Module):
     def __init__(self, model: nn.Module, eager_attention: bool = True) -> None:
         super().__init__()
         self.model = model
+        # a new Module starts in training mode; take the wrapped model's mode instead, or
+        # code that restores the wrapper's mode afterwards turns the model's dropout on
+        self.training = model.training
         if eager_attention and hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation("eager")
 

@@ -373,3 +373,21 @@ def test_blockwise_exact_kernel_on_hf_split(tiny_bert) -> None:
     streamed = trntk_kernel(model, inputs, kind="trntk", params=params, batch_size=2,
                             max_bytes=120_000)
     np.testing.assert_allclose(streamed, full, rtol=1e-10, atol=1e-12)
+
+
+def test_wrapper_keeps_the_models_mode_through_a_kernel(tmp_path):
+    """Kernels restore the module's mode afterwards; wrapping an eval-mode checkpoint must
+    not leave it in training mode (dropout on) for the comparators that run next."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from embedforensics.compare.trntk import HFClassifierLogits, trntk_kernel
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2)).eval()
+    wrapper = HFClassifierLogits(model)
+    assert not wrapper.training
+    ids = torch.randint(5, 30, (3, 6))
+    trntk_kernel(wrapper, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert not model.training and not any(m.training for m in model.modules())
