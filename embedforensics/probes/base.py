@@ -10,6 +10,7 @@ that the report consumes. Probes never load models.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -92,7 +93,8 @@ class Probe(BaseEstimator):
                 f"probe '{self.name}' needs at least {self.min_labels} distinct labels; "
                 f"the data has {n_labels} ({', '.join(map(str, np.unique(y)))})."
             )
-        result = self._fit(X, y, **context)
+        with _blas_threads(X.size):
+            result = self._fit(X, y, **context)
         # every parameter the probe ran with, plus what the probe itself reports
         result.params = {**self.get_params(), **result.params}
         self.result_ = result
@@ -146,6 +148,25 @@ def check_recipe_probes(loaded: LoadedRecipe) -> list[UserError]:
         except UserError as exc:
             problems.append(exc)
     return problems
+
+
+SINGLE_THREAD_CELLS = 20_000_000
+"""Probes on fewer embedding cells than this (52,000 rows × 384) run BLAS and OpenMP on
+one thread.
+
+Their matrix products are small, and multi-threaded BLAS waiting on busy cores cost far
+more than it saved: the default study's probes (800 × 384, without baselines) took 8-11 s
+wall with one BLAS thread and 64-95 s with two, same run on the shared 2-core machine
+(benchmarks/README.md, probes section)."""
+
+
+def _blas_threads(cells: int) -> Any:
+    """One BLAS / OpenMP thread for a small probe input; no limit (a null context) above."""
+    if cells >= SINGLE_THREAD_CELLS:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, options) -> None:
