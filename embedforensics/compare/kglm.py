@@ -38,10 +38,12 @@ computes the τ = 0.7077 ± 0.0034 reported for the MNIST2 MLP; ± is the standa
   is scikit-learn's ``LogisticRegression`` with ``C = 1 / (α n_train)`` (C = 1 at the
   paper's 10,000 training points; about 40 at 250). The regularisation therefore weakens as
   the training set shrinks; a fixed ``C`` does not. Defaults here: ``alpha=1e-4``,
-  ``class_weight="balanced"``, solved to convergence by lbfgs (deterministic);
-  ``solver="sgd"`` reproduces the authors' stochastic, early-stopped fit (scikit-learn's
-  defaults ``max_iter=1000, tol=1e-3``, seeded here); ``reg_c`` sets ``C`` directly (the
-  former default was ``reg_c=1.0, class_weight=None``).
+  ``class_weight="balanced"``, ``solver="sgd"`` — the authors' stochastic fit, which stops
+  early (scikit-learn's defaults ``max_iter=1000, tol=1e-3``; seeded here).
+  ``solver="lbfgs"`` solves the same objective to convergence (deterministic) but is *not*
+  the paper's surrogate: on digits (benchmarks/bench_trntk_faithfulness.py) it gave a
+  lower τ than the early-stopped fit. ``reg_c`` sets ``C`` directly (the former default
+  was ``reg_c=1.0, class_weight=None, solver="lbfgs"``).
 * :func:`kernel_contributions` / :func:`attribute` — contribution of training point ``j`` to
   the logit of class ``c`` at test point ``x``: ``W[c, j] K(x, x_j)``; contributions plus the
   intercept sum to the surrogate logit. :func:`attribute` returns the top-k indices + scores
@@ -108,13 +110,14 @@ KGLM_ALPHA = 1e-4
 
 def fit_kglm(k_train: Any, y_train: Any, *, reg_c: float | None = None,
              alpha: float = KGLM_ALPHA, class_weight: str | None = "balanced",
-             solver: str = "lbfgs", seed: int = 0, max_iter: int = 2000) -> KernelGLM:
+             solver: str = "sgd", seed: int = 0, max_iter: int = 2000) -> KernelGLM:
     """Fit a (multinomial) logistic regression on the rows of the ``train × train`` kernel.
 
-    Default: the paper's kGLM — L2 strength ``alpha`` per sample (``C = 1/(alpha n)``),
-    balanced class weights — solved to convergence by lbfgs. ``reg_c`` sets ``C`` directly
-    instead. ``solver="sgd"`` fits scikit-learn's ``SGDClassifier`` with log-loss exactly as
-    the authors' code does (stochastic, stops at ``tol=1e-3``; seeded by ``seed``).
+    Default: the paper's kGLM — scikit-learn's ``SGDClassifier`` with log-loss, L2 strength
+    ``alpha`` per sample, balanced class weights, as the authors' code fits it (stochastic,
+    stops at ``tol=1e-3``; seeded by ``seed``). ``solver="lbfgs"``: ``LogisticRegression``
+    with ``C = 1/(alpha n)``, the same objective solved to convergence (``max_iter``).
+    ``reg_c`` sets ``C`` directly instead of ``alpha`` (``alpha = 1/(reg_c n)`` for SGD).
     """
     k = _as_2d("k_train", k_train)
     y = np.asarray(y_train)

@@ -19,13 +19,13 @@ def _kernel(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return f @ f.T, y
 
 
-def test_default_solves_the_papers_objective():
-    """At the fit, the gradient of mean_i(s_i * logloss_i) + alpha/2 |w|^2 (s_i the
+def test_lbfgs_solves_the_papers_objective():
+    """At the lbfgs fit, the gradient of mean_i(s_i * logloss_i) + alpha/2 |w|^2 (s_i the
     balanced class weights, intercept unpenalised) vanishes — checked with numpy."""
     k, y = _kernel(80, 0)
     n = len(y)
     assert 0.15 < y.mean() < 0.45
-    glm = fit_kglm(k, y)
+    glm = fit_kglm(k, y, solver="lbfgs")
     assert glm.alpha == pytest.approx(KGLM_ALPHA)
     assert glm.reg_c == pytest.approx(1 / (KGLM_ALPHA * n))
     assert glm.solver == "lbfgs" and glm.class_weight == "balanced"
@@ -39,17 +39,25 @@ def test_default_solves_the_papers_objective():
     assert np.abs(grad_w).max() < 1e-4 * max(scale, 1.0)
     assert abs(grad_b) < 1e-6
     # reg_c sets C directly; the former default is reg_c=1, class_weight=None
-    old = fit_kglm(k, y, reg_c=1.0, class_weight=None)
+    old = fit_kglm(k, y, reg_c=1.0, class_weight=None, solver="lbfgs")
     assert old.reg_c == 1.0 and old.alpha == pytest.approx(1 / n)
     assert not np.allclose(old.coef, glm.coef)
 
 
-def test_sgd_solver_is_the_authors_fit_and_seeded():
+def test_default_is_the_authors_sgd_fit_and_seeded():
+    """Default = SGDClassifier(loss='log_loss', penalty='l2', alpha=1e-4,
+    class_weight='balanced'), as in pnnl/projection_ntk; compared with a direct call."""
+    from sklearn.linear_model import SGDClassifier
+
     k, y = _kernel(60, 1)
-    a = fit_kglm(k, y, solver="sgd", seed=3)
+    a = fit_kglm(k, y, seed=3)
     b = fit_kglm(k, y, solver="sgd", seed=3)
     np.testing.assert_array_equal(a.coef, b.coef)
     assert a.solver == "sgd" and a.alpha == pytest.approx(KGLM_ALPHA)
+    ref = SGDClassifier(loss="log_loss", penalty="l2", alpha=1e-4, fit_intercept=True,
+                        class_weight="balanced", random_state=3).fit(k, y)
+    np.testing.assert_allclose(a.coef[1] - a.coef[0], ref.coef_[0], atol=1e-12)
+    np.testing.assert_allclose(a.predict_proba(k), ref.predict_proba(k), atol=1e-12)
     assert np.mean(a.predict(k) == y) > 0.8
     with pytest.raises(ValueError, match="solver"):
         fit_kglm(k, y, solver="newton")
