@@ -57,7 +57,9 @@ class StitchingParams(BaseModel):
     temperature: float = Field(1.0, gt=0, description="Softmax temperature of 'soft'.")
     fula_weighting: Literal["linear", "uniform"] = Field(
         "linear", description="FuLA depth weights: ∝ depth after the stitch + 1, or equal.")
-    n_fit: int = Field(128, ge=4, description="Seeded sample of the training rows to fit on.")
+    n_fit: int = Field(128, ge=4, description="Seeded sample of the training rows to fit on "
+                                              "(more tokens than hidden dimensions + 1, "
+                                              "else direct is underdetermined).")
     n_test: int = Field(128, ge=4, description="Seeded sample of the test rows to measure on.")
     seeds: int = Field(2, ge=1, description="Stitch-fitting seeds (batch order).")
     max_models: int = Field(4, ge=1, description="Models used per group (reference and each "
@@ -227,6 +229,15 @@ class StitchingComparator(Comparator):
 
         ref_names = [model_name(s.path) for s in reference]
         refs = [load(s) for s in reference]
+        warnings: list[str] = []
+        fit0 = refs[0][1]
+        n_tokens = int(sum(int(m.sum()) for m in fit0.masks))
+        width = max(int(h.shape[-1]) for h in fit0.states[0].values())
+        if n_tokens <= width + 1:
+            warnings.append(
+                f"stitching: {n_tokens} fitting tokens for hidden vectors of up to {width} "
+                "dimensions: the least-squares stitch is underdetermined (minimum-norm), so "
+                "even a self-stitch can cost accuracy on the test rows; raise n_fit.")
         records: list[dict[str, Any]] = []
 
         def diff_vector(r: Any, y: np.ndarray, back: tuple[Any, ...]) -> np.ndarray:
@@ -403,7 +414,7 @@ class StitchingComparator(Comparator):
             "reference": ref_names,
             "candidates": {g: [model_name(s.path) for s in v] for g, v in candidates.items()},
             "stitches": [{k: v for k, v in r.items() if k != "losses"} for r in records]}}
-        return Outcome(results, provenance=provenance)
+        return Outcome(results, provenance=provenance, warnings=warnings)
 
     # ------------------------------------------------------------------ controls
 

@@ -94,3 +94,40 @@ def test_contract(recipe):
                      steps=2, n_fit=8, n_test=8, seeds=1, max_models=2, controls=False)
     with pytest.raises(UserError, match=r"compare\.x\.methods"):
         StitchingComparator.validate_params({"methods": ["fulla"]}, key="compare.x")
+
+
+def test_mlp_heads(write_recipe, tmp_path):
+    """Heads with a hidden layer stitch at their input (0) and hidden activation (1)."""
+    from tests.compare.test_workflow import _texts as texts
+
+    data = {
+        "sources": [{"label": "animals", "texts": texts(ANIMAL, 60, 1, (2, 9))},
+                    {"label": "finance", "texts": texts(FINANCE, 60, 2, (6, 13))}],
+        "probes": [],
+        "heads": {"dir": str(tmp_path / "heads"), "test_fraction": 0.4, "groups": [
+            {"name": "ref", "kind": "mlp", "hidden": 8, "epochs": 10, "lr": 0.05,
+             "seeds": 3},
+            {"name": "other", "kind": "mlp", "hidden": 6, "epochs": 10, "lr": 0.05,
+             "seeds": 1, "seed_offset": 100}]},
+        "compare": {"reference": "ref", "candidates": {"other": "other"},
+                    "methods": ["asymptotic"],
+                    "comparators": [{"name": "stitching", "layers": [0, 1],
+                                     "methods": ["direct", "task"], "steps": 5, "n_fit": 64,
+                                     "n_test": 16, "batch_size": 8, "seeds": 1}]}}
+    recipe = write_recipe(data)
+    assert main(["-q", "heads", "train", str(recipe)]) == 0
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(recipe), "-o", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    by_name = {p["probe"]: p for p in results["probes"]}
+    rows = by_name["stitching-other"]["tables"]["stitching"]["rows"]
+    assert {(r[1], r[2]) for r in rows} == {(0, "direct"), (0, "task"), (1, "direct"),
+                                            (1, "task")}
+    controls = by_name["stitching-controls"]["tables"]["controls"]["rows"]
+    # at the input (layer 0) every model sees the same embeddings: direct is the identity
+    # (with more fitting rows than the 32 embedding dimensions + 1)
+    assert all(r[3] == 0.0 for r in controls if r[0] == "self")
+    prov = results["provenance"]["compare"]["stitching"]["stitches"]
+    input_stitches = [s for s in prov if s["layer_a"] == 0 and s["method"] == "direct"]
+    assert input_stitches and all(s["penalty"] == 0.0 and s["agreement"] == 1.0
+                                  for s in input_stitches)
