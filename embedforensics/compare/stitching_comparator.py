@@ -27,6 +27,8 @@ data, never the test rows), so the stitch is judged on inputs it was not fitted 
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Literal
 
 import numpy as np
@@ -37,6 +39,7 @@ from embedforensics.errors import UserError
 from embedforensics.results import AnalysisResult, Metric
 from embedforensics.study.analysis import Comparator, Outcome
 
+log = logging.getLogger(__name__)
 MethodName = Literal["direct", "task", "soft", "fula"]
 N_BOOTSTRAP = 1000
 RANK_P_LEVEL = 0.1
@@ -249,6 +252,7 @@ class StitchingComparator(Comparator):
 
         # null: ordered reference pairs
         null: dict[tuple[int, str], np.ndarray] = {}  # (layer, method) -> [M, M] penalties
+        started = time.perf_counter()
         for layer in p.layers:
             for method in p.methods:
                 P = np.full((M, M), np.nan)
@@ -264,6 +268,8 @@ class StitchingComparator(Comparator):
                                             "role": "null", **r.to_dict()})
                         P[a, b] = float(np.mean(vals))
                 null[(layer, method)] = P
+                log.info("stitching null (%d reference pairs), layer %d, %s: %.1f s so far",
+                         M * (M - 1), layer, method, time.perf_counter() - started)
         loo = {k: np.array([(np.nansum(P[m]) + np.nansum(P[:, m])) / (2 * (M - 1))
                             for m in range(M)]) for k, P in null.items()}
 
@@ -367,6 +373,8 @@ class StitchingComparator(Comparator):
                                "range over candidates",
                         description="low = stitching with the ensemble costs more than "
                                     "between its own seeds")
+                    log.info("stitching %s, layer %d, %s: %.1f s so far", group, layer, method,
+                             time.perf_counter() - started)
                     curves[method]["null"].append(ref_med)
                     curves[method]["cand"].append(med)
                     verdict[(layer, method)] = group_rank
