@@ -253,7 +253,8 @@ def _probe_entry(results: dict[str, list[ModelTrntk]], data: Any, tr: np.ndarray
                                f"{f.n_misclassified_both}/{f.n_misclassified_either}",
                                f.n_test, m.kernel_digest, round(m.seconds, 2)])
         for field, desc in (("kendall_tau", "Kendall τ between the kGLM's and the network's "
-                                            "probability of the true class"),
+                                            "class scores (Engel et al.'s convention: class-1 "
+                                            "score, saturated network outputs dropped)"),
                             ("tad", "test accuracy(kGLM) − test accuracy(network)"),
                             ("jaccard_misclassified", "Jaccard overlap of the misclassified "
                                                       "sets of kGLM and network")):

@@ -109,9 +109,7 @@ def logistic_oof(X: np.ndarray, codes: np.ndarray, fold: np.ndarray, k: int,
                 if tune_max_rows is not None and len(train) > tune_max_rows:
                     tune = train[stratified_subsample(codes[train], tune_max_rows,
                                                       seed + int(f))]
-                sub = fold[tune]
-                inner = [(np.flatnonzero(sub != g), np.flatnonzero(sub == g))
-                         for g in np.unique(sub)]
+                inner = _inner_splits(fold[tune], codes[tune], seed + int(f))
                 model = _model(None, max_iter, seed, inner).fit(X[tune], codes[tune])
                 c_fold = float(np.ravel(model[-1].C_)[0])
                 if len(tune) < len(train):
@@ -127,6 +125,22 @@ def logistic_oof(X: np.ndarray, codes: np.ndarray, fold: np.ndarray, k: int,
         proba[np.ix_(test, model[-1].classes_)] = model.predict_proba(X[test])
         chosen.append(c_fold)
     return proba, chosen, unconverged
+
+
+def _inner_splits(sub: np.ndarray, codes: np.ndarray, seed: int
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner CV splits of an outer training set: its own outer folds when it holds at least
+    two of them; with ``n_folds=2`` (one fold) a seeded 2-fold split of its rows, stratified
+    when every class has at least 2 rows."""
+    groups = np.unique(sub)
+    if groups.size >= 2:
+        return [(np.flatnonzero(sub != g), np.flatnonzero(sub == g)) for g in groups]
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    rows = np.arange(codes.size)
+    if np.bincount(codes)[np.unique(codes)].min() >= 2:
+        return list(StratifiedKFold(2, shuffle=True, random_state=seed).split(rows, codes))
+    return list(KFold(2, shuffle=True, random_state=seed).split(rows))
 
 
 def logistic_oof_accuracy(X: np.ndarray, codes: np.ndarray, fold: np.ndarray, k: int,

@@ -298,6 +298,11 @@ class RidgeCV:
 
     def __post_init__(self) -> None:
         folds = [int(f) for f in np.unique(self.fold)]
+        if self.nested and len(folds) < 3:
+            # two outer folds leave no other fold to tune on: use the label-free
+            # Ledoit-Wolf penalty instead (the same for every labeling, so still exact)
+            self.nested = False
+            self.fixed_penalty = self.fixed_penalty or ledoit_wolf_penalty
         rows = {f: np.flatnonzero(self.fold == f) for f in folds}
         self._outer: dict[int, _Solved] = {}
         self._inner: dict[int, list[_Solved]] = {}

@@ -268,7 +268,9 @@ def small_problem() -> dict[str, np.ndarray]:
 
 def test_kglm_matches_sklearn_and_attributions_sum_to_logit(small_problem) -> None:
     p = small_problem
-    glm = fit_kglm(p["k_train"], p["y_train"], seed=0)
+    # the former default convention, now named options (the default is the paper's SGD fit)
+    glm = fit_kglm(p["k_train"], p["y_train"], seed=0, reg_c=1.0, class_weight=None,
+                   solver="lbfgs")
     clf = LogisticRegression(C=1.0, max_iter=2000, tol=1e-8).fit(p["k_train"], p["y_train"])
     np.testing.assert_allclose(glm.predict_proba(p["k_test"]), clf.predict_proba(p["k_test"]),
                                atol=1e-10)
@@ -312,7 +314,7 @@ def test_faithfulness_hand_computed() -> None:
     ps = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     # network: one logit; wrong on points 2 and 4
     z = np.array([-2.0, 1.0, -0.5, -1.0, -0.1])
-    res = faithfulness(ps, z, y)
+    res = faithfulness(ps, z, y, tau_scores="true_class")  # τ on true-class probabilities
     assert res.accuracy_kglm == pytest.approx(0.6)  # wrong on 2, 3
     assert res.accuracy_network == pytest.approx(0.6)  # wrong on 2, 4
     assert res.tad == pytest.approx(0.0)

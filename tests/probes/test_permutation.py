@@ -158,3 +158,20 @@ def test_ridge_permutation_p_holds_its_level_under_a_true_null() -> None:
         r = RidgeCV(standardise(X), fold, 2).permutation_test(codes, 19, seed)
         rejections += r.p <= 0.05
     assert rejections <= 19
+
+
+@pytest.mark.parametrize("probe", ["linear", "lda"])
+def test_two_folds_run_and_the_p_value_stays_in_range(probe):
+    """n_folds=2 leaves no other outer fold for the nested choice of C / the ridge penalty:
+    the inner split and the label-free penalty take over instead of dividing by zero."""
+    from embedforensics.registry import PROBES
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 8))
+    y = np.array([0, 1] * 20)
+    X[y == 1, 0] += 2.0
+    est = PROBES.get(probe)(n_folds=2, n_permutations=19)
+    est.fit(X, y)
+    res = est.result_
+    p = res.metrics["p_value"].value
+    assert 0 < p <= 1 and res.metrics["accuracy"].value > 0.7
