@@ -43,7 +43,8 @@ def test_rank_p_of_same_recipe_candidates_is_uniform_ish():
     prepared = SimpleNamespace(test_idx=test, embeddings=SimpleNamespace(X=X),
                                ids=[str(i) for i in range(n)])
     comparator = RepresentationsComparator(RepresentationsComparator.validate_params(
-        {"layers": [-1], "n_inputs": 80, "max_models": M}))
+        {"layers": [-1], "n_inputs": 80, "max_models": M, "cross_layer": False,
+         "multiplicity": False}))
     draws = np.random.default_rng(1)
     ranks = []
     for _ in range(200):
