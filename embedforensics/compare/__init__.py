@@ -69,6 +69,7 @@ _EXPORTS = {
     "reliability_bins": "embedforensics.compare.metrics",
     "select_parameters": "embedforensics.compare.trntk",
     "stitch": "embedforensics.compare.stitching",
+    "similarity": "embedforensics.compare.representations",
     "svcca": "embedforensics.compare.representations",
     "trimmed_ks_curve": "embedforensics.compare.alpha_hat",
     "trimmed_ks_distance": "embedforensics.compare.alpha_hat",

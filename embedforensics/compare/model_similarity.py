@@ -76,8 +76,8 @@ def similarity_matrix(embeddings: list[np.ndarray], names: list[str],
     from embedforensics.compare.representations import (
         debiased_cka_leave_one_out,
         jackknife_interval,
+        similarity,
     )
-    from embedforensics.compare.representations_comparator import _similarity
 
     if len(embeddings) < 2:
         raise ValueError("need at least two models to compare")
@@ -91,7 +91,7 @@ def similarity_matrix(embeddings: list[np.ndarray], names: list[str],
     for i in range(k):
         for j in range(i + 1, k):
             for m in measures:
-                values[m][i, j] = values[m][j, i] = _similarity(m, X[i], X[j])
+                values[m][i, j] = values[m][j, i] = similarity(m, X[i], X[j])
             if "debiased_cka" in measures:
                 ci[(i, j)] = jackknife_interval(values["debiased_cka"][i, j],
                                                 debiased_cka_leave_one_out(X[i], X[j]))

@@ -400,6 +400,24 @@ def jackknife_interval(estimate: float, leave_one_out: np.ndarray,
     return float(estimate - z * se), float(estimate + z * se)
 
 
+def similarity(measure: str, X: Any, Y: Any) -> float:
+    """One named similarity of paired representations, higher = more alike: ``linear_cka``,
+    ``debiased_cka``, ``svcca``, ``pwcca`` (the mean of both weighting orders, as PWCCA is
+    not symmetric) or ``procrustes`` (``1 − d²/2``, the nuclear norm of the normalised
+    cross-covariance, in [0, 1])."""
+    if measure == "linear_cka":
+        return linear_cka(X, Y)
+    if measure == "debiased_cka":
+        return linear_cka(X, Y, debiased=True)
+    if measure == "svcca":
+        return svcca(X, Y)
+    if measure == "pwcca":
+        return 0.5 * (pwcca(X, Y) + pwcca(Y, X))
+    if measure == "procrustes":
+        return 1.0 - 0.5 * procrustes_distance(X, Y, squared=True)
+    raise ValueError(f"unknown measure {measure!r}")
+
+
 # --------------------------------------------------------------------------- RBF CKA
 
 

@@ -36,9 +36,7 @@ from embedforensics.compare.representations import (
     debiased_cka_leave_one_out,
     jackknife_interval,
     linear_cka,
-    procrustes_distance,
-    pwcca,
-    svcca,
+    similarity,
 )
 from embedforensics.errors import UserError
 from embedforensics.results import AnalysisResult, Metric
@@ -85,20 +83,6 @@ class RepresentationsParams(BaseModel):
         return value
 
 
-def _similarity(measure: str, X: np.ndarray, Y: np.ndarray) -> float:
-    if measure == "linear_cka":
-        return linear_cka(X, Y)
-    if measure == "debiased_cka":
-        return linear_cka(X, Y, debiased=True)
-    if measure == "svcca":
-        return svcca(X, Y)
-    if measure == "pwcca":  # not symmetric: the mean of both orders
-        return 0.5 * (pwcca(X, Y) + pwcca(Y, X))
-    if measure == "procrustes":
-        return 1.0 - 0.5 * procrustes_distance(X, Y, squared=True)
-    raise ValueError(f"unknown measure {measure!r}")
-
-
 _METHODS = {
     "linear_cka": "linear CKA (biased HSIC)",
     "debiased_cka": "linear CKA (unbiased HSIC)",
@@ -128,13 +112,11 @@ class RepresentationsComparator(Comparator):
         """Every hidden state of one model on the sampled rows (pooled, through the
         hidden-state cache), and whether it is a head without a hidden layer."""
         ctx = inputs.ctx
-        cmp = getattr(ctx.recipe, "compare", None)
-        model = getattr(ctx.recipe, "model", None)
-        max_length = (getattr(cmp, "max_length", None)
-                      or (model.max_length if model is not None else None))
-        return model_states(ctx if hasattr(ctx, "cache_dir") else None, scored, rows,
-                            texts=getattr(inputs.prepared, "texts", None),
-                            embeddings=getattr(inputs.prepared, "embeddings", None),
+        model = ctx.recipe.model
+        max_length = ctx.recipe.compare.max_length or (
+            model.max_length if model is not None else None)
+        return model_states(ctx, scored, rows, texts=inputs.prepared.texts,
+                            embeddings=inputs.prepared.embeddings,
                             pooling=self.params.pooling, batch_size=self.params.batch_size,
                             max_length=max_length)
 
@@ -292,7 +274,7 @@ class RepresentationsComparator(Comparator):
 
         def sim(measure: str, X: np.ndarray, Y: np.ndarray, a: str, b: str) -> float:
             try:
-                return float(_similarity(measure, X, Y))
+                return float(similarity(measure, X, Y))
             except ValueError as exc:
                 raise UserError(f"{measure} of '{a}' vs '{b}' failed on the {k} sampled "
                                 f"inputs: {exc}.", file=inputs.ctx.file_of(self.key),

@@ -39,8 +39,10 @@ def test_rank_p_of_same_recipe_candidates_is_uniform_ish():
     train, test = np.arange(160), np.arange(160, n)
     heads = [train_head(X[train], y[train], 2, SETTINGS, seed)[0] for seed in range(110)]
     M = 10
-    ctx = SimpleNamespace(recipe=SimpleNamespace(seed=0), file_of=lambda key: None)
-    prepared = SimpleNamespace(test_idx=test, embeddings=SimpleNamespace(X=X),
+    ctx = SimpleNamespace(recipe=SimpleNamespace(seed=0, model=None,
+                                                 compare=SimpleNamespace(max_length=None)),
+                          file_of=lambda key: None, cache_dir=lambda kind: None)
+    prepared = SimpleNamespace(test_idx=test, embeddings=SimpleNamespace(X=X), texts=None,
                                ids=[str(i) for i in range(n)])
     comparator = RepresentationsComparator(RepresentationsComparator.validate_params(
         {"layers": [-1], "n_inputs": 80, "max_models": M, "cross_layer": False,
