@@ -58,27 +58,18 @@ def checkpoint_states(module: Any, tokenizer: Any, texts: list[str], *, pooling:
     per hidden-state index)."""
     import torch
 
+    from embedforensics.models.hf_encoder import pool  # the embedding engine's pooling
+
     parts: list[list[np.ndarray]] = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                             max_length=max_length, return_tensors="pt")
             hidden = module(**enc, output_hidden_states=True).hidden_states
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
+            how = {"last": "last_token"}.get(pooling, pooling)  # the engine's names
             pooled = []
-            mask2 = enc["attention_mask"]
-            # last real token: right padding puts it at count − 1; left padding at the end
-            left = bool((mask2[:, 0] == 0).any())
-            last = (torch.full((mask2.shape[0],), mask2.shape[1] - 1) if left
-                    else mask2.sum(1).clamp(min=1) - 1)
-            rows = torch.arange(mask2.shape[0])
             for hs in hidden:
-                if pooling == "cls":
-                    v = hs[:, 0]
-                elif pooling == "last":
-                    v = hs[rows, last]
-                else:
-                    v = (hs * mask).sum(1) / mask.sum(1).clamp(min=1)
+                v = pool(hs, enc["attention_mask"], how)
                 pooled.append(v.float().numpy())
             parts.append(pooled)
     return [np.concatenate([b[k] for b in parts]) for k in range(len(parts[0]))]
