@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
+import os
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -55,7 +57,10 @@ class Probe(BaseEstimator):
     headline: ClassVar[str | None] = None
     """The metric that sums the probe up (plotted against layer depth in layer sweeps)."""
     _param_specs: ClassVar[dict[str, tuple]] = {}
-
+    streams: ClassVar[bool] = False
+    """True when ``_fit`` reads a memory-mapped ``X`` only in row chunks (out of core, all
+    rows); other probes get an in-memory copy, subsampled above ``probe_memory_bytes()``
+    (see :meth:`fit`)."""
 
     # ---- validation ----------------------------------------------------------------
     def check_labels(self, labels: Any) -> None:
@@ -74,12 +79,13 @@ class Probe(BaseEstimator):
         may use for examples in its report; probes must work without it.
         """
         self._check_params()
+        out_of_core = is_memory_mapped(X)
         X = np.asarray(X)
         y = np.asarray(y)
         if X.ndim != 2:
             raise ProbeParameterError(f"{type(self).__name__} expects a 2-D array; got {X.ndim}-D.")
-        if X.size and not np.isfinite(X).all():
-            bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        bad = first_nonfinite_row(X)
+        if bad is not None:
             raise ProbeParameterError(
                 f"{type(self).__name__}: the embeddings contain NaN or infinite values "
                 f"(first at row {bad}); check the model's dtype (float16 can overflow).")
@@ -93,10 +99,24 @@ class Probe(BaseEstimator):
                 f"probe '{self.name}' needs at least {self.min_labels} distinct labels; "
                 f"the data has {n_labels} ({', '.join(map(str, np.unique(y)))})."
             )
+        self.out_of_core_ = out_of_core and self.streams
+        in_memory: dict[str, Any] | None = None
+        if out_of_core and not self.streams:
+            X, y, context, in_memory = in_memory_rows(X, y, context,
+                                                      seed=int(getattr(self, "seed", 0)))
         with _blas_threads(X.size):
             result = self._fit(X, y, **context)
         # every parameter the probe ran with, plus what the probe itself reports
         result.params = {**self.get_params(), **result.params}
+        if self.out_of_core_:
+            result.params["out_of_core"] = {
+                "rows": int(len(y)), "how": "memory-mapped embeddings read in row chunks"}
+        elif in_memory is not None:
+            result.params["out_of_core"] = in_memory
+            if in_memory["subsampled"]:
+                result.summary = (f"{result.summary} [On a seeded stratified subsample of "
+                                  f"{in_memory['rows']:,} of {in_memory['rows_total']:,} "
+                                  f"memory-mapped rows.]")
         self.result_ = result
         return self
 
@@ -167,6 +187,75 @@ def _blas_threads(cells: int) -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+PROBE_MEMORY_BYTES = 1 << 30
+"""In-memory budget (float32 bytes) of a probe that does not stream, when the embeddings
+are memory-mapped; the environment variable EMBEDFORENSICS_PROBE_MEMORY_BYTES overrides."""
+
+CHECK_ROWS = 65_536
+"""Rows per chunk of the finiteness check (bounds its temporary boolean array)."""
+
+
+def probe_memory_bytes() -> int:
+    """The in-memory budget of a non-streaming probe on memory-mapped embeddings."""
+    return int(os.environ.get("EMBEDFORENSICS_PROBE_MEMORY_BYTES", PROBE_MEMORY_BYTES))
+
+
+def is_memory_mapped(X: Any) -> bool:
+    """Whether ``X`` is (a view of) a memory-mapped file: ``np.memmap``, ``np.load(...,
+    mmap_mode=...)`` or the engine's assembled embeddings above EMBEDFORENSICS_MMAP_BYTES."""
+    seen = 0
+    while X is not None and seen < 32:
+        if isinstance(X, np.memmap | mmap.mmap):
+            return True
+        X = getattr(X, "base", None)
+        seen += 1
+    return False
+
+
+def first_nonfinite_row(X: np.ndarray, chunk_rows: int = CHECK_ROWS) -> int | None:
+    """Index of the first row holding NaN or ±inf, else None; read in row chunks so a
+    memory-mapped matrix is never held whole (nor its boolean mask)."""
+    for start in range(0, len(X), chunk_rows):
+        finite = np.isfinite(X[start:start + chunk_rows])
+        if not finite.all():
+            return start + int(np.flatnonzero(~finite.all(axis=1))[0])
+    return None
+
+
+def in_memory_rows(X: np.ndarray, y: np.ndarray, context: dict[str, Any], *, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
+    """Memory-mapped embeddings in memory for a probe that does not stream: all rows when
+    they fit :func:`probe_memory_bytes` as float32, else a seeded stratified subsample
+    (labels keep their shares) of as many rows as fit. Returns ``(X, y, context, record)``
+    with the per-row context (``ids``, ``texts``, ``meta`` columns) cut to the same rows
+    and ``record`` saying what was used (``results.json``: ``params.out_of_core``)."""
+    from embedforensics.probes.stats import stratified_subsample
+
+    n, d = X.shape
+    cap = max(1, probe_memory_bytes() // (4 * max(d, 1)))
+    rows = stratified_subsample(y, cap, seed)
+    out = np.empty((len(rows), d), dtype=np.float32)
+    for start in range(0, len(rows), CHECK_ROWS):  # sorted rows: sequential reads
+        part = rows[start:start + CHECK_ROWS]
+        out[start:start + len(part)] = X[part]
+
+    def cut(values: Any) -> Any:
+        return None if values is None else [values[r] for r in rows]
+
+    sub = dict(context)
+    for key in ("ids", "texts"):
+        if key in sub:
+            sub[key] = cut(sub[key])
+    if isinstance(sub.get("meta"), dict):
+        sub["meta"] = {c: cut(v) for c, v in sub["meta"].items()}
+    record = {"rows": int(len(rows)), "rows_total": int(n), "subsampled": len(rows) < n,
+              "how": ("memory-mapped embeddings loaded into memory "
+                      + (f"as a seeded stratified subsample (budget "
+                         f"{probe_memory_bytes():,} bytes, EMBEDFORENSICS_PROBE_MEMORY_BYTES)"
+                         if len(rows) < n else "whole (within the probe memory budget)"))}
+    return out, y[rows], sub, record
 
 
 def _check_param(owner: str, pname: str, value: Any, kind: str, low, high, options) -> None:

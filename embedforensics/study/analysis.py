@@ -168,7 +168,10 @@ class ProbeAnalysis(Analysis):
             if matched is not None:
                 extra["length_match"] = matched
             try:
-                probe = self.probe_cls(**self.params).fit(X[rows], labels[rows], **context)
+                # all rows: hand X over as it is, so memory-mapped embeddings stay on disk
+                # (streaming probes read them in chunks; see Probe.fit)
+                X_rows = X if len(rows) == len(X) else X[rows]
+                probe = self.probe_cls(**self.params).fit(X_rows, labels[rows], **context)
             except Exception as exc:  # noqa: BLE001 - each probe fails alone (see below)
                 # a UserError is the probe's own sentence; anything else (scikit-learn's
                 # ValueError on degenerate data, LinAlgError, ...) is recorded with its type

@@ -1,0 +1,72 @@
+"""Probes on memory-mapped embeddings: the out-of-core contract of ``Probe.fit``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedforensics.probes.base import (
+    ProbeParameterError,
+    first_nonfinite_row,
+    is_memory_mapped,
+)
+from embedforensics.probes.cluster import ClusterProbe
+
+
+def _memmap(tmp_path, X):
+    m = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32,
+                                  shape=X.shape)
+    m[:] = X
+    m.flush()
+    return np.load(tmp_path / "X.npy", mmap_mode="r")
+
+
+def _data(n=600, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["a", "b"], n // 2)
+    X = rng.normal(size=(n, d)) + (y == "b")[:, None] * 3.0
+    return X.astype(np.float32), y
+
+
+def test_memory_mapped_views_are_recognised(tmp_path):
+    X, _ = _data()
+    m = _memmap(tmp_path, X)
+    assert is_memory_mapped(m) and is_memory_mapped(m[10:20]) and is_memory_mapped(np.asarray(m))
+    assert not is_memory_mapped(X) and not is_memory_mapped(m[[1, 2]])  # a fancy-index copy
+
+
+def test_nonfinite_rows_are_found_chunk_by_chunk():
+    X = np.zeros((50, 3))
+    assert first_nonfinite_row(X, chunk_rows=7) is None
+    X[23, 1] = np.nan
+    X[40, 0] = np.inf
+    assert first_nonfinite_row(X, chunk_rows=7) == 23
+
+
+def test_non_streaming_probe_gets_a_recorded_stratified_subsample(tmp_path, monkeypatch):
+    X, y = _data()
+    m = _memmap(tmp_path, X)
+    monkeypatch.setenv("EMBEDFORENSICS_PROBE_MEMORY_BYTES", str(200 * 8 * 4))  # 200 rows
+    texts = [f"t{i}" for i in range(len(y))]
+    probe = ClusterProbe(seed=3).fit(m, y, texts=texts, ids=list(range(len(y))))
+    record = probe.result_.params["out_of_core"]
+    assert record["rows"] == 200 and record["rows_total"] == 600 and record["subsampled"]
+    assert "subsample of 200 of 600" in probe.result_.summary
+    assert not probe.out_of_core_
+
+
+def test_non_streaming_probe_within_budget_loads_all_rows(tmp_path):
+    X, y = _data()
+    m = _memmap(tmp_path, X)
+    probe = ClusterProbe(seed=3).fit(m, y)
+    record = probe.result_.params["out_of_core"]
+    assert record == {**record, "rows": 600, "rows_total": 600, "subsampled": False}
+    in_memory = ClusterProbe(seed=3).fit(X, y).result_
+    assert probe.result_.metrics["ari"].value == pytest.approx(in_memory.metrics["ari"].value)
+
+
+def test_nonfinite_memory_mapped_rows_are_one_sentence(tmp_path):
+    X, y = _data()
+    X[123, 4] = np.nan
+    with pytest.raises(ProbeParameterError, match="first at row 123"):
+        ClusterProbe().fit(_memmap(tmp_path, X), y)
