@@ -12,6 +12,12 @@ length in characters when texts are given) — the correlation ratio η² with a
 ANOVA p-value for categorical columns, Spearman's ρ with its p-value for numeric ones,
 Benjamini–Hochberg adjusted across the whole table — and example texts from both ends.
 
+Memory-mapped embeddings (the engine assembles them on disk above
+EMBEDFORENSICS_MMAP_BYTES) are never loaded whole: the components come from the streamed
+covariance (:func:`embedforensics.probes.streaming.streaming_pca`, exact) and the scores
+are computed chunk by chunk; only the ``directions`` bootstrap runs on an in-memory
+seeded subsample (``params.directions_rows``).
+
 Two optional analyses for designed comparisons:
 
 - ``factors`` (crossed designs whose labels name several factors, ``de/computer`` =
@@ -35,7 +41,14 @@ from sklearn.decomposition import PCA
 
 from embedforensics.errors import did_you_mean
 from embedforensics.probes import factors as fx
-from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
+from embedforensics.probes.base import (
+    Metric,
+    Plot,
+    Probe,
+    ProbeParameterError,
+    ProbeResult,
+    in_memory_rows,
+)
 from embedforensics.probes.stats import (
     CI_LEVEL,
     fmt_p,
@@ -44,6 +57,7 @@ from embedforensics.probes.stats import (
     stratified_subsample,
     truncate_text,
 )
+from embedforensics.probes.streaming import streaming_pca
 
 N_EXAMPLES = 5
 """Example texts shown from each end of PC1."""
@@ -100,6 +114,7 @@ class PCAProbe(Probe):
     )
     min_labels: ClassVar[int] = 1
     headline: ClassVar[str | None] = "explained_variance_pc1"
+    streams: ClassVar[bool] = True  # memory-mapped input: streaming_pca, chunked scores
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_components": ("int", 1, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
@@ -154,20 +169,29 @@ class PCAProbe(Probe):
         n, d = X.shape
         if n < 2:
             raise ProbeParameterError(f"PCAProbe needs at least 2 rows; got {n}.")
-        if not np.any(np.ptp(X, axis=0)):
-            raise ProbeParameterError(
-                "PCAProbe: the embeddings have zero variance (all rows are identical), so "
-                "there are no principal components to report."
-            )
+        zero_variance = ProbeParameterError(
+            "PCAProbe: the embeddings have zero variance (all rows are identical), so "
+            "there are no principal components to report.")
+        if not self.out_of_core_ and not np.any(np.ptp(X, axis=0)):
+            raise zero_variance
         self.check_labels(np.unique(y))
         k = min(self.n_components, n, d)
-        # svd_solver="auto" picks the fastest exact-enough route: covariance eigh for tall
-        # data, randomized SVD when few components of a large matrix are wanted, else LAPACK.
-        pca = PCA(n_components=k, svd_solver="auto", random_state=self.seed)
-        scores = pca.fit_transform(X)
+        if self.out_of_core_:
+            # memory-mapped: exact PCA from the streamed covariance, scores chunk by chunk
+            pca = streaming_pca(X, k)
+            if not np.any(pca.explained_variance_ > 0):
+                raise zero_variance
+            scores = pca.transform(X)
+            solver = "streamed covariance eigh (out of core)"
+        else:
+            # svd_solver="auto" picks the fastest exact-enough route: covariance eigh for
+            # tall data, randomized SVD when few components of a large matrix are wanted,
+            # else LAPACK.
+            pca = PCA(n_components=k, svd_solver="auto", random_state=self.seed)
+            scores = pca.fit_transform(X)
+            solver = str(getattr(pca, "_fit_svd_solver", "auto"))  # the route "auto" chose
         ratios = np.asarray(pca.explained_variance_ratio_, dtype=float)
         self.pca_ = pca
-        solver = str(getattr(pca, "_fit_svd_solver", "auto"))  # the route "auto" chose
         labels = [str(v) for v in np.unique(y)]
         y = y.astype(str)
         pc2 = scores[:, 1] if k >= 2 else np.zeros(n)
@@ -232,7 +256,10 @@ class PCAProbe(Probe):
             plots.append(f_plot)
             clauses.append(f_clause)
         if self.directions:
-            d_metrics, d_table, d_plots, d_clauses = self._direction_analysis(X, y)
+            Xd, yd = X, y
+            if self.out_of_core_:  # bootstrap of label means: on the in-memory budget
+                Xd, yd, _, directions_rows = in_memory_rows(X, y, {}, seed=self.seed)
+            d_metrics, d_table, d_plots, d_clauses = self._direction_analysis(Xd, yd)
             metrics.update(d_metrics)
             tables["directions"] = d_table
             plots.extend(d_plots)
@@ -243,6 +270,8 @@ class PCAProbe(Probe):
             "n_components_requested": self.n_components,
             "svd_solver": solver,
         }  # the constructor's parameters are added by fit
+        if self.directions and self.out_of_core_:
+            params["directions_rows"] = directions_rows
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)
 

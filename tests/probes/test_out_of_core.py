@@ -70,3 +70,25 @@ def test_nonfinite_memory_mapped_rows_are_one_sentence(tmp_path):
     X[123, 4] = np.nan
     with pytest.raises(ProbeParameterError, match="first at row 123"):
         ClusterProbe().fit(_memmap(tmp_path, X), y)
+
+
+def test_pca_streams_a_memory_map_and_matches_in_memory(tmp_path, monkeypatch):
+    from embedforensics.probes.pca import PCAProbe
+
+    X, y = _data(d=12)
+    m = _memmap(tmp_path, X)
+    monkeypatch.setenv("EMBEDFORENSICS_PROBE_MEMORY_BYTES", str(100 * 12 * 4))
+    streamed = PCAProbe(n_components=4, directions=["a->b"]).fit(m, y)
+    assert streamed.out_of_core_
+    params = streamed.result_.params
+    assert params["out_of_core"]["rows"] == 600 and "streamed" in params["svd_solver"]
+    assert params["directions_rows"]["rows"] == 100  # the bootstrap's in-memory subsample
+    exact = PCAProbe(n_components=4).fit(X.astype(np.float64), y)
+    np.testing.assert_allclose(streamed.pca_.explained_variance_ratio_,
+                               exact.pca_.explained_variance_ratio_, rtol=1e-9)
+    ours = streamed.result_.tables["label_means"]
+    ref = exact.result_.tables["label_means"]
+    assert ours["columns"] == ref["columns"]
+    np.testing.assert_allclose(np.array([r[1:] for r in ours["rows"]], dtype=float),
+                               np.array([r[1:] for r in ref["rows"]], dtype=float),
+                               rtol=1e-7, atol=1e-9)

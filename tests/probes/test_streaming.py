@@ -78,3 +78,29 @@ def test_logistic_equals_sklearn_pipeline() -> None:
     np.testing.assert_allclose(ours.coef_, ref.coef_[0], rtol=1e-4, atol=1e-6)
     assert ours.intercept_ == pytest.approx(ref.intercept_[0], rel=1e-4, abs=1e-6)
     assert np.array_equal(ours.predict(X), ref.predict(scaler.transform(X)))
+
+
+def test_row_chunks_prefetch_yields_every_row_in_order(tmp_path) -> None:
+    from embedforensics.probes.streaming import row_chunks
+
+    X = np.arange(230 * 3, dtype=np.float32).reshape(230, 3)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for prefetch in (True, False):
+        parts = list(row_chunks(mm, 64, None, prefetch=prefetch))
+        assert [s for s, _ in parts] == [0, 64, 128, 192]
+        assert all(c.dtype == np.float32 for _, c in parts)
+        np.testing.assert_array_equal(np.concatenate([c for _, c in parts]), X)
+
+
+def test_float32_products_agree_with_float64_to_single_precision() -> None:
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(5000, 40)) @ rng.normal(size=(40, 40)) + 3.0).astype(np.float32)
+    single = streaming_moments(X, chunk_rows=1024, precision="float32")
+    double = streaming_moments(X, chunk_rows=1024, precision="float64")
+    scale = np.abs(double.scatter).max()
+    assert np.abs(single.scatter - double.scatter).max() < 1e-6 * scale
+    np.testing.assert_allclose(single.mean, double.mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(single.scatter, single.scatter.T)  # symmetric
+    with pytest.raises(ValueError, match="precision"):
+        streaming_moments(X, precision="half")
