@@ -92,3 +92,23 @@ def test_pca_streams_a_memory_map_and_matches_in_memory(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.array([r[1:] for r in ours["rows"]], dtype=float),
                                np.array([r[1:] for r in ref["rows"]], dtype=float),
                                rtol=1e-7, atol=1e-9)
+
+
+def test_probe_stage_hands_a_memory_map_through(tmp_path):
+    from embedforensics.engine.embed import EmbeddingSet
+    from embedforensics.recipe import load_recipe
+    from embedforensics.runner import _run_probes
+
+    X, y = _data()
+    m = _memmap(tmp_path, X)
+    es = EmbeddingSet(X=m, labels=y.astype(object), ids=[f"r{i}" for i in range(len(y))],
+                      source_ids=y.astype(object), texts=None)
+    loaded = load_recipe(data={
+        "name": "mm", "seed": 3, "model": {"id": "bundled:all-MiniLM-L6-v2"},
+        "sources": [{"label": "a", "texts": ["x"]}, {"label": "b", "texts": ["y"]}],
+        "probes": [{"name": "pca", "n_components": 3}, {"name": "cluster"}]}, check=False)
+    outputs, failures = _run_probes(loaded, es)
+    assert not failures
+    by_probe = {o["probe"]: o["params"]["out_of_core"] for o in outputs}
+    assert by_probe["pca"]["how"].startswith("memory-mapped embeddings read in row chunks")
+    assert by_probe["cluster"]["rows"] == 600 and not by_probe["cluster"]["subsampled"]
