@@ -113,3 +113,12 @@ def test_verdict_with_a_layer_sweep_names_the_layer_and_keeps_one_headline_per_p
     assert text.endswith("Failed probes: lda (layer 2).")
     flat = verdict(P(probes=[P(probe="pca", layer=None, summary="PC1.", error=None)]))
     assert flat == "PC1."
+
+
+def test_metric_text_shows_a_metrics_own_reading():
+    from embedforensics.report.format import metric_text
+    from embedforensics.results import Metric
+
+    floor = Metric(value=0.01, n=800, display="p ≤ 0.01 (floor with 99 permutations)")
+    assert metric_text(floor) == "p ≤ 0.01 (floor with 99 permutations) (n=800)"
+    assert metric_text(Metric(value=0.5, n=8)) == "0.500 (n=8)"

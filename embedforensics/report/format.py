@@ -30,8 +30,11 @@ def number(value: float | None) -> str:
 
 
 def metric_text(m: MetricOut) -> str:
-    """'0.971 (95% CI 0.963–0.978; n=2000)' or '0.42 ± 0.03 (n=5)'."""
-    text = number(m.value)
+    """'0.971 (95% CI 0.963–0.978; n=2000)' or '0.42 ± 0.03 (n=5)'; a metric that carries
+    its own reading in ``display`` (a permutation p-value at its floor: 'p ≤ 0.01 (floor
+    with 99 permutations)') shows that instead of the bare number."""
+    display = (m.model_extra or {}).get("display")
+    text = str(display) if display else number(m.value)
     extras = []
     if m.ci is not None:
         level = f"{round((m.ci_level or 0.95) * 100)}% CI " if m.ci_level else "CI "
