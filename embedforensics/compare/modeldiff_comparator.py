@@ -37,10 +37,11 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from embedforensics.compare.checkpoints import model_name, softmax
 from embedforensics.errors import UserError
+from embedforensics.recipe.compare_spec import KernelSettings
 from embedforensics.results import AnalysisResult, Metric
 from embedforensics.study.analysis import Comparator, Outcome
 
@@ -49,8 +50,10 @@ log = logging.getLogger(__name__)
 RANK_P_LEVEL = 0.05
 
 
-class ModelDiffParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelDiffParams(KernelSettings):
+    """The ``modeldiff`` comparator's parameters; the kernel settings (kind, params,
+    projection_dim, projection, reg_c, batch_size) are those of ``compare.trntk``."""
+
     group_a: str = Field(description="Group A: 'reference' or a compare.candidates name.")
     group_b: str = Field("reference", description="Group B (default the reference).")
     n_components: int = Field(3, ge=1, description="Directions per comparison.")
@@ -59,13 +62,6 @@ class ModelDiffParams(BaseModel):
     n_test: int = Field(100, ge=4, description="Test points attributed (seeded stratified "
                         "sample of the compare test set).")
     max_models: int = Field(8, ge=1, description="Models per group, first by path.")
-    kind: Literal["trntk", "trntk0", "pntk", "conjugate", "embedding"] = "trntk"
-    params: Literal["all", "head"] | int | list[str] = Field(
-        "all", description="Parameters differentiated (as compare.trntk.params).")
-    projection_dim: int | None = Field(None, ge=1, description="Random projection of each "
-                                       "per-class gradient (null = exact kernel).")
-    projection: Literal["rademacher", "gaussian"] = "rademacher"
-    reg_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the kernel GLM.")
     batch_size: int = Field(64, ge=1, description="Examples per vmap batch of the kernel, "
                             "and texts per forward pass of the verification.")
     n_splits: int = Field(100, ge=0, description="Random half splits of each group's models "

@@ -220,18 +220,10 @@ def component_shorthand(value: Any) -> Any:
     return value
 
 
-class TrntkSpec(_Strict):
-    """``compare.trntk``: trace-NTK kernel surrogates, faithfulness and attributions.
+class KernelSettings(_Strict):
+    """How a trace-NTK-family kernel and its kernel GLM are computed; shared by
+    ``compare.trntk`` and the ``modeldiff`` comparator."""
 
-    For up to ``max_models`` reference models and ``max_models`` models of each candidate
-    group: the kernel on a seeded stratified subsample of ``n_train`` training and ``n_test``
-    test points, a kernel GLM fit on it with the true labels, its faithfulness to the network
-    (TAD, Kendall τ, Jaccard of misclassified sets), the ``top_k`` training points behind each
-    test prediction, and the rank agreement of attributions between models, with the
-    reference-vs-reference agreement as the baseline.
-    """
-
-    enabled: bool = True
     kind: Literal["trntk", "trntk0", "pntk", "conjugate", "embedding"] = "trntk"
     params: Literal["all", "head"] | int | list[str] = Field(
         "all", description="Parameters differentiated: all, head, the last k modules with "
@@ -240,12 +232,29 @@ class TrntkSpec(_Strict):
         None, ge=1, description="Random projection of each per-class gradient to k "
         "dimensions (seeded); null = the exact kernel (streamed in blocks when large).")
     projection: Literal["rademacher", "gaussian"] = "rademacher"
+    reg_c: float | None = Field(
+        None, gt=0, description="Inverse L2 strength C of the kernel GLM; null = Engel et "
+        "al.'s setting (SGD, alpha 1e-4, i.e. C = 1 / (alpha · n_train)).")
+    batch_size: int = Field(64, ge=1, description="Examples per vmap batch.")
+
+
+class TrntkSpec(KernelSettings):
+    """``compare.trntk``: trace-NTK kernel surrogates, faithfulness and attributions.
+
+    For up to ``max_models`` reference models and ``max_models`` models of each candidate
+    group: the kernel on a seeded stratified subsample of ``n_train`` training and ``n_test``
+    test points, a kernel GLM fit on it with the true labels, its faithfulness to the network
+    (TAD, Kendall τ, Jaccard of misclassified sets), the ``top_k`` training points behind each
+    test prediction, and the rank agreement of attributions between models, with the
+    reference-vs-reference agreement as the baseline. Kernel settings: :class:`KernelSettings`.
+    """
+
+    enabled: bool = True
     n_train: int = Field(500, ge=4, description="Training points (seeded stratified sample "
                          "of the heads' training split).")
     n_test: int = Field(200, ge=4, description="Test points (seeded stratified sample of "
                         "the compare test set).")
     max_models: int = Field(5, ge=1, description="Models per group (first by path).")
-    reg_c: float = Field(1.0, gt=0, description="Inverse L2 strength of the kernel GLM.")
     top_k: int = Field(5, ge=1, description="Training points per test point attributed.")
     show: int = Field(5, ge=0, description="Test points whose attributions the report shows "
                       "per group (all are in results.json).")
@@ -253,7 +262,6 @@ class TrntkSpec(_Strict):
         "predicted", description="Class whose surrogate logit is attributed in the report "
         "(agreement between models always uses the true class, the same for every model).")
     agreement: Literal["spearman", "kendall"] = "spearman"
-    batch_size: int = Field(64, ge=1, description="Examples per vmap batch.")
     seed: int | None = Field(None, description="Seed of the subsamples, projection and "
                              "kGLM (default: the recipe seed).")
 
