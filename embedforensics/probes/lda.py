@@ -15,6 +15,13 @@ shrunk LDA, whose refits are closed-form matrix products for all permutations at
 its accuracy is reported beside LDA's (``permutation_statistic``).
 ``permutation_test="refit"`` refits scikit-learn's LDA itself for every permutation (joblib
 workers, Besag–Clifford sequential stopping).
+
+Memory-mapped embeddings (``streams``) are never loaded: the cross-validated accuracy is
+computed on every row by :func:`embedforensics.probes.streaming_cv.streamed_cv_lda` (three
+chunked passes, the same folds and the same shrunk LDA per fold, exactly), the projection
+comes from the streamed all-row fit applied to the plotted rows only, and the permutation
+test runs in memory on a seeded stratified subsample (``PERMUTATION_MAX_ROWS``, within the
+probe memory budget), its n stated in the metric and ``params.permutation``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from embedforensics.probes.stats import (
     plot_floats,
     stratified_subsample,
 )
+from embedforensics.probes.streaming_cv import permutation_rows, read_rows, streamed_cv_lda
 
 JITTER = 0.3
 """Half-width of the vertical jitter in the two-label strip plot (labels sit 1 apart)."""
@@ -109,6 +117,7 @@ class LDAProbe(Probe):
     )
     min_labels: ClassVar[int] = 2
     headline: ClassVar[str | None] = "accuracy"
+    streams: ClassVar[bool] = True  # memory-mapped X: streamed_cv_lda on all rows
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
@@ -147,19 +156,36 @@ class LDAProbe(Probe):
         labels = [str(v) for v in np.unique(y)]
         cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
         estimator = self._estimator(for_projection=False)
-        pred = cross_val_predict(estimator, X, y, cv=cv)
+        streamed = None
+        if self.out_of_core_:  # every row, read in chunks; the same folds as in memory
+            fold = fold_ids(list(cv.split(np.zeros((n, 1)), y)), n)
+            streamed = streamed_cv_lda(X, np.searchsorted(labels, y), fold, len(labels),
+                                       shrinkage=self.shrinkage)
+            pred = np.asarray(labels)[streamed.pred]
+        else:
+            pred = cross_val_predict(estimator, X, y, cv=cv)
 
         how = f"{self.n_folds}-fold stratified cross-validated LDA"
         metrics = accuracy_metrics(y, pred, how=how)
         test = None
+        n_test, subsample = n, ""
         if self.n_permutations:
-            fold = fold_ids(list(cv.split(X, y)), n)
-            test = self._permutation_test(estimator, X, y, labels, fold)
+            Xt, yt = X, y
+            if streamed is not None:  # the in-memory test on a bounded subsample
+                rows = permutation_rows(y, d, self.seed, self.n_folds)
+                Xt, yt, n_test = read_rows(X, rows), y[rows], len(rows)
+                if n_test < n:
+                    subsample = (f" The permutation test ran on a seeded stratified "
+                                 f"subsample of {n_test:,} of the {n:,} memory-mapped rows "
+                                 f"(its own stratified folds); the accuracy uses every row.")
+            fold = fold_ids(list(cv.split(Xt, yt)), n_test)
+            test = self._permutation_test(estimator, Xt, yt, labels, fold)
             metrics["p_value"] = permutation_p_metric(
-                test, n, statistic=self._statistic_name(),
-                reported=self._reported_note(float(np.mean(pred == y)), test.observed))
+                test, n_test, statistic=self._statistic_name(),
+                reported=self._reported_note(float(np.mean(pred == y)), test.observed)
+                + subsample)
             metrics["permutation_statistic"] = Metric(
-                value=test.observed, n=n,
+                value=test.observed, n=n_test,
                 method="the statistic of the p_value's permutation test",
                 description="Out-of-fold accuracy of the classifier whose permutation test "
                             "gives the p-value: " + self._statistic_name() + ".")
@@ -168,15 +194,22 @@ class LDAProbe(Probe):
         cm = confusion_matrix(y, pred, labels=labels)
 
         # Projection on the discriminant axes, fitted on all rows (in-sample).
-        lda = self._estimator(for_projection=True).fit(X, y)
-        self.lda_ = lda
-        proj = lda.transform(X)
+        idx = stratified_subsample(y, self.max_points, self.seed)
+        if streamed is not None:  # the streamed all-row fit; only the plotted rows are read
+            lda = streamed.projection
+            self.lda_ = lda
+            proj = lda.transform(read_rows(X, idx))
+            ratios = lda.explained_variance_ratio
+        else:
+            lda = self._estimator(for_projection=True).fit(X, y)
+            self.lda_ = lda
+            proj = lda.transform(X)[idx]
+            ratios = lda.explained_variance_ratio_
         # The SVD solver's ratios are exact shares of the between-label variance; the shrunk
         # eigen solver's are distorted by the shrinkage (two labels would not give LD1 100%),
         # so the axis labels show the share only for shrinkage="none".
-        ratio = (np.asarray(lda.explained_variance_ratio_, dtype=float)
+        ratio = (np.asarray(ratios, dtype=float)
                  if self.shrinkage == "none" else np.array([]))
-        idx = stratified_subsample(y, self.max_points, self.seed)
 
         def axis(i: int) -> str:
             share = f" ({fmt_pct(ratio[i])} of between-label variance)" if len(ratio) > i else ""
@@ -185,7 +218,7 @@ class LDAProbe(Probe):
         note = "fitted on all rows, so in-sample and optimistic"
         if proj.shape[1] >= 2:
             plot = Plot(kind="scatter", title=f"LDA projection ({note}; {len(idx)} of {n} rows)",
-                        data={"x": plot_floats(proj[idx, 0]), "y": plot_floats(proj[idx, 1]),
+                        data={"x": plot_floats(proj[:, 0]), "y": plot_floats(proj[:, 1]),
                               "labels": y[idx].tolist()},
                         xlabel=axis(0), ylabel=axis(1))
         else:
@@ -194,7 +227,7 @@ class LDAProbe(Probe):
             plot = Plot(kind="scatter",
                         title=f"LDA projection, one axis for two labels ({note}; "
                               f"{len(idx)} of {n} rows)",
-                        data={"x": plot_floats(proj[idx, 0]), "y": plot_floats(strip),
+                        data={"x": plot_floats(proj[:, 0]), "y": plot_floats(strip),
                               "labels": y[idx].tolist()},
                         xlabel=axis(0),
                         ylabel="label (0 = " + labels[0] + ", 1 = " + labels[1]
@@ -216,6 +249,27 @@ class LDAProbe(Probe):
                 "test": self.permutation_test, "n_permutations": test.n_permutations,
                 "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
                 "folds": "fixed stratified folds; labels permuted within each fold"}
+            if streamed is not None:
+                params["permutation"].update(
+                    rows=n_test, rows_total=n,
+                    subsample="seeded stratified subsample (PERMUTATION_MAX_ROWS, within "
+                              "the probe memory budget) with its own stratified folds")
+        if streamed is not None:
+            summary = (f"{summary[:-1]} [All {n:,} memory-mapped rows read in chunks"
+                       + (f"; p-value on a stratified subsample of {n_test:,}"
+                          if n_test < n else "") + ".]")
+            params["streaming"] = {
+                "passes": streamed.passes, "chunk_rows": streamed.chunk_rows,
+                "scatter_precision": streamed.precision,
+                "how": "per-(fold, label) counts, sums and scatter in one pass; "
+                       + ("per-label Ledoit-Wolf intensities from a second pass; "
+                          if self.shrinkage == "auto" else "")
+                       + "held-out rows scored in a last pass; projection of the plotted "
+                         "rows by the streamed all-row fit",
+            }
+            if self.shrinkage == "auto":
+                params["streaming"]["ledoit_wolf_shrinkage_per_fold"] = [
+                    r.shrinkage.tolist() for r in streamed.rules]
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=[plot], params=params)
 

@@ -1,0 +1,153 @@
+"""Streamed K-fold LDA and logistic regression on memory-mapped embeddings: equal to
+scikit-learn's cross-validated models on the same folds, and taken by the probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from embedforensics.probes.lda import LDAProbe
+from embedforensics.probes.permutation import fold_ids
+from embedforensics.probes.streaming_cv import (
+    permutation_rows,
+    streamed_cv_lda,
+)
+
+
+def _memmap(tmp_path, X, name="X.npy"):
+    m = np.lib.format.open_memmap(tmp_path / name, mode="w+", dtype=X.dtype, shape=X.shape)
+    m[:] = X
+    m.flush()
+    return np.load(tmp_path / name, mmap_mode="r")
+
+
+def _data(n, d, k, seed=0, dtype=np.float64):
+    """Labelled Gaussians with a shifted mean per label, uneven feature scales, an offset
+    feature and a constant one (standardisation and zero-variance handling matter)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, k, n)
+    X = rng.normal(size=(n, d)) + 0.4 * codes[:, None] * rng.normal(size=d)
+    X[:, 1] *= 40.0
+    X[:, 2] += 100.0
+    X[:, 3] = 5.0
+    return X.astype(dtype), codes
+
+
+def _folds(codes, n_folds=5, seed=1):
+    cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    return cv, fold_ids(list(cv.split(np.zeros((len(codes), 1)), codes)), len(codes))
+
+
+# ---- streamed LDA ---------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [2, 3])
+def test_streamed_lda_equals_sklearn_shrunk_lda_out_of_fold(tmp_path, k):
+    X, codes = _data(400, 24, k)
+    cv, fold = _folds(codes)
+    expected = cross_val_predict(LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
+                                 X, codes, cv=cv)
+    got = streamed_cv_lda(_memmap(tmp_path, X), codes, fold, k, chunk_rows=53)
+    assert np.array_equal(got.pred, expected)
+    assert got.passes == 3
+    # every fold's rule is scikit-learn's on its training rows (per-label Ledoit-Wolf)
+    for f, rule in enumerate(got.rules):
+        ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(
+            X[fold != f], codes[fold != f])
+        np.testing.assert_allclose(rule.coef, ref.coef_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(rule.intercept, ref.intercept_, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(rule.covariance, ref.covariance_, rtol=1e-9, atol=1e-12)
+    assert np.all((got.full.shrinkage > 0) & (got.full.shrinkage < 1))
+
+
+def test_streamed_lda_without_shrinkage_equals_the_svd_solver(tmp_path):
+    X, codes = _data(500, 10, 3, seed=2)
+    X[:, 3] += np.random.default_rng(3).normal(size=len(X))  # full-rank within scatter
+    cv, fold = _folds(codes)
+    expected = cross_val_predict(LinearDiscriminantAnalysis(solver="svd"), X, codes, cv=cv)
+    got = streamed_cv_lda(_memmap(tmp_path, X), codes, fold, 3, shrinkage="none",
+                          chunk_rows=64)
+    assert np.array_equal(got.pred, expected)
+    assert got.passes == 2
+    ref = LinearDiscriminantAnalysis(solver="svd").fit(X, codes)
+    np.testing.assert_allclose(got.projection.explained_variance_ratio,
+                               ref.explained_variance_ratio_, rtol=1e-8)
+
+
+def test_streamed_lda_projection_is_the_eigen_solvers_up_to_sign(tmp_path):
+    X, codes = _data(300, 12, 3, seed=4)
+    got = streamed_cv_lda(_memmap(tmp_path, X), codes, _folds(codes)[1], 3)
+    ref = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(X, codes)
+    a, b = ref.transform(X[:40]), got.projection.transform(X[:40])
+    np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got.projection.explained_variance_ratio,
+                               ref.explained_variance_ratio_, rtol=1e-8)
+
+
+def test_streamed_lda_float32_products_agree(tmp_path):
+    X, codes = _data(600, 16, 2, seed=5, dtype=np.float32)
+    _, fold = _folds(codes)
+    exact = streamed_cv_lda(X, codes, fold, 2, precision="float64")
+    single = streamed_cv_lda(_memmap(tmp_path, X), codes, fold, 2, precision="float32",
+                             chunk_rows=100)
+    assert single.precision == "float32"
+    assert np.mean(single.pred == exact.pred) >= 0.99
+    np.testing.assert_allclose(single.rules[0].coef, exact.rules[0].coef, rtol=1e-3,
+                               atol=1e-4 * np.abs(exact.rules[0].coef).max())
+
+
+# ---- the LDA probe out of core -------------------------------------------------------------
+def _labels(codes):
+    return np.array(["alpha", "beta", "gamma"])[codes]
+
+
+@pytest.mark.parametrize("shrinkage", ["auto", "none"])
+def test_lda_probe_streams_memory_mapped_rows_with_in_memory_results(tmp_path, shrinkage):
+    X, codes = _data(450, 8, 3, seed=6, dtype=np.float32)
+    X[:, 3] += np.random.default_rng(7).normal(size=len(X)).astype(np.float32)
+    y = _labels(codes)
+    kw = {"shrinkage": shrinkage, "n_permutations": 19, "max_points": 100}
+    mem = LDAProbe(**kw).fit(X, y)
+    ooc = LDAProbe(**kw).fit(_memmap(tmp_path, X), y)
+    assert ooc.out_of_core_ and not mem.out_of_core_
+    a, b = mem.result_, ooc.result_
+    assert b.params["out_of_core"]["rows"] == 450 and b.params["streaming"]["passes"] >= 2
+    assert set(a.metrics) == set(b.metrics) and set(a.tables) == set(b.tables)
+    assert b.metrics["accuracy"].value == a.metrics["accuracy"].value
+    assert b.tables == a.tables
+    # all 450 rows fit the permutation cap, so the test is the in-memory one exactly
+    assert b.metrics["p_value"].value == a.metrics["p_value"].value
+    assert b.params["permutation"]["rows"] == 450
+    assert a.plots[0].data["labels"] == b.plots[0].data["labels"]
+    np.testing.assert_allclose(np.abs(a.plots[0].data["x"]), np.abs(b.plots[0].data["x"]),
+                               rtol=1e-3, atol=1e-3)
+    assert "memory-mapped rows read in chunks" in b.summary
+
+
+def test_lda_probe_permutation_test_runs_on_a_bounded_subsample(tmp_path, monkeypatch):
+    import embedforensics.probes.streaming_cv as scv
+
+    X, codes = _data(400, 6, 2, seed=8, dtype=np.float32)
+    y = _labels(codes)
+    monkeypatch.setattr(scv, "PERMUTATION_MAX_ROWS", 120)
+    probe = LDAProbe(n_permutations=9).fit(_memmap(tmp_path, X), y)
+    res = probe.result_
+    assert res.params["permutation"]["rows"] == 120
+    assert res.params["permutation"]["rows_total"] == 400
+    assert res.metrics["p_value"].n == 120 and res.metrics["accuracy"].n == 400
+    assert "subsample of 120 of the 400" in res.metrics["p_value"].method
+    # the p-value is the in-memory probe's on exactly those rows
+    rows = permutation_rows(y, X.shape[1], 0, 5)
+    sub = LDAProbe(n_permutations=9).fit(X[rows], y[rows]).result_
+    assert res.metrics["p_value"].value == sub.metrics["p_value"].value
+    assert res.metrics["permutation_statistic"].value == \
+        sub.metrics["permutation_statistic"].value
+
+
+def test_permutation_rows_keep_enough_rows_of_a_rare_label(monkeypatch):
+    import embedforensics.probes.streaming_cv as scv
+
+    monkeypatch.setattr(scv, "PERMUTATION_MAX_ROWS", 50)
+    y = np.array(["a"] * 995 + ["b"] * 5)
+    rows = permutation_rows(y, 4, 0, 5)
+    assert np.sum(y[rows] == "b") == 5 and np.all(np.diff(rows) > 0)
