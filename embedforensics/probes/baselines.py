@@ -21,27 +21,39 @@ What is used instead:
   (:func:`baseline_comparison`): "the embedding beats the surface baselines" must hold
   against *each* baseline (an intersection–union test, no correction needed), and "a
   baseline beats the embedding" is Bonferroni-corrected over the baselines.
-* **Baselines vs chance** — a permutation test of the *best* baseline's accuracy
-  (:func:`max_accuracy_permutation_p`): the texts are shuffled against the labels, every
-  baseline is refitted on the same folds, and the maximum over baselines is compared, so
-  the selection of the best one is part of the null. Only when this test and the
-  comparison both reject does the summary say that the sources differ in surface
-  statistics.
+* **Baselines vs chance** — an exact permutation test of the *best* baseline's accuracy
+  (:func:`max_ridge_permutation_test`). Its statistic is the better of two ridge
+  (least-squares) discriminants' out-of-fold accuracies, one on the length features and
+  one on the n-gram features, each with its penalty chosen by nested cross-validation
+  (:class:`~embedforensics.probes.permutation.RidgeCV`), on the folds of the first repeat.
+  Each permutation relabels the rows within those folds, the same way for both baselines,
+  and refits every fold and every penalty choice of both in closed form, so the selection
+  of the best baseline is part of the null and the observed statistic is computed exactly
+  like the permuted ones. The p-value thus rests on ridge read-outs, not on the reported
+  logistic regressions: both accuracies are reported (``ridge_accuracy_length``,
+  ``ridge_accuracy_lexical`` beside ``length_accuracy``, ``lexical_accuracy``) and the
+  metric's method says so. Only when this test and the comparison both reject does the
+  summary say that the sources differ in surface statistics.
 
 The TF-IDF vocabulary and IDF weights are computed once from all texts (no labels are
-used), so a permutation refit costs only the regression. Cost: ``3 × n_repeats × n_folds``
-fits for the comparison plus ``2 × n_permutations × n_folds`` for the chance test (7.5
-CPU-s measured at 600 review snippets with the defaults, BLAS 1 thread; the lexical
-regressions dominate).
+used). The sparse n-gram matrix (n × up to 50,000) is never densified: the ridge works on
+its :func:`row_space` coordinates (``Z`` with ``Z Zᵀ = X Xᵀ``, n × rank), which give the
+same ridge predictions, so the chance test costs a few eigendecompositions of training-set
+Gram matrices plus a few matrix products per block of permutations, instead of
+``2 × n_permutations × n_folds`` logistic refits. Cost: ``3 × n_repeats × n_folds``
+logistic fits for the comparison (the lexical ones dominate) plus the chance test, which
+grows with the cube of its rows; above ``chance_max_rows`` rows it runs on a seeded
+stratified subsample of that many, recorded as the ``n`` of its metrics. Timings on the
+default study and at the row cap: ``benchmarks/results/baselines_speed.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 from scipy.stats import binomtest
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -50,18 +62,36 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from embedforensics.probes import progress
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
+from embedforensics.probes.permutation import (
+    PermutationResult,
+    RidgeCV,
+    fold_ids,
+    sequential_p,
+    standardise,
+    within_fold_permutation,
+)
 from embedforensics.probes.stats import (
     accuracy_metrics,
     check_folds,
     fmt_p,
     fmt_pct,
+    fmt_perm_p,
+    stratified_subsample,
 )
 
 LEVEL = 0.05
 """Level at which the summary's readings are made."""
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
+
+RANK_TOL = 1e-10
+"""Eigenvalues of the lexical Gram matrix at or below this fraction of the largest are
+dropped by :func:`row_space` (rounding, not signal)."""
+
+ROW_BLOCK = 2048
+"""Rows per block of the sparse Gram product in :func:`row_space`."""
 
 
 def _length_features(texts: np.ndarray) -> np.ndarray:
@@ -140,31 +170,106 @@ def fold_accuracies(model: Any, features: Any, y: np.ndarray, folds: Folds
     return accs, pred
 
 
-def max_accuracy_permutation_p(models: dict[str, tuple[Any, Any]], y: np.ndarray,
-                               folds: Folds, observed: float, n_permutations: int,
-                               seed: int,
-                               fit_predict: Callable[..., np.ndarray] | None = None) -> float:
-    """Permutation p-value of the best of several models' pooled CV accuracies vs chance.
+def row_space(X: Any) -> np.ndarray:
+    """Dense coordinates ``Z`` (n × r) of the rows of ``X`` (n × p, sparse or dense) in
+    their own span, with ``Z Zᵀ = X Xᵀ``.
 
-    ``models`` maps a name to ``(estimator, features)`` (features indexable by row arrays).
-    Each permutation shuffles the rows of every feature set with one shared permutation —
-    the same as shuffling the labels, but the labels keep their stratified ``folds`` — refits
-    every model on every fold and records the *maximum* pooled accuracy over the models, so
-    the choice of the best model is part of the null. Returns
-    ``(1 + #{permuted max ≥ observed}) / (1 + n_permutations)`` (exact under
-    exchangeability of rows, at any n; cannot go below ``1 / (n_permutations + 1)``).
+    From ``K = X Xᵀ = U diag(e) Uᵀ`` (a sparse product, computed in row blocks; ``X`` is
+    never densified), ``Z = U diag(sqrt(e))`` over the eigenvalues above
+    ``RANK_TOL × max(e)``. Every inner product between rows is kept, so anything that
+    depends on the rows only through inner products of centred rows — a ridge regression
+    with an intercept, its predictions and its penalty — is the same on ``Z`` as on ``X``:
+    the penalty and the centring are invariant under rotation, and every centred training
+    row lies in the span of all rows.
     """
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    hits = 0
-    for _ in range(n_permutations):
-        perm = rng.permutation(n)
-        best = -np.inf
-        for model, features in models.values():
-            _, pred = fold_accuracies(model, features[perm], y, folds)
-            best = max(best, float(np.mean(pred == y)))
-        hits += best >= observed - 1e-12
-    return (1 + hits) / (1 + n_permutations)
+    n = X.shape[0]
+    K = np.empty((n, n))
+    for start in range(0, n, ROW_BLOCK):
+        block = X[start:start + ROW_BLOCK] @ X.T
+        K[start:start + ROW_BLOCK] = block.toarray() if sparse.issparse(block) else block
+    K = (K + K.T) / 2.0
+    e, U = np.linalg.eigh(K)
+    keep = e > RANK_TOL * max(float(e[-1]), 0.0) if n else np.zeros(0, bool)
+    if not np.any(keep):  # every row is zero: one zero coordinate
+        return np.zeros((n, 1))
+    return U[:, keep] * np.sqrt(e[keep])
+
+
+def scale_to_rank(Z: np.ndarray) -> np.ndarray:
+    """``Z`` times one label-free factor so that its total variance (mean squared norm of
+    the centred rows) equals its number of columns, as standardised features' does.
+
+    The ridge penalties per row of ``permutation.PENALTY_GRID`` then sit around the
+    features' own scale: raw TF-IDF rows have unit norm, and on them the nested CV chose
+    the weakest penalty, on the grid's edge. A label-free factor keeps the test exact.
+    """
+    C = Z - Z.mean(axis=0)
+    total = float(np.sum(C * C)) / max(len(Z), 1)
+    return Z if total <= 0 else Z * np.sqrt(Z.shape[1] / total)
+
+
+def chance_features(texts: Sequence[str], lexical: Any) -> dict[str, np.ndarray]:
+    """The chance test's dense features: the standardised length features of ``texts``
+    and the rank-scaled :func:`row_space` coordinates of their n-gram rows ``lexical``."""
+    return {"length": standardise(_length_features(np.asarray(texts, dtype=object))),
+            "lexical": scale_to_rank(row_space(lexical))}
+
+
+def max_ridge_permutation_test(features: dict[str, np.ndarray], codes: np.ndarray,
+                               fold: np.ndarray, k: int, n_permutations: int, seed: int, *,
+                               stop_after: int | None = None, progress: Any = None
+                               ) -> tuple[PermutationResult, dict[str, float],
+                                          dict[str, list[float]]]:
+    """Exact permutation p-value of the best of several ridge discriminants vs chance.
+
+    ``features`` maps a name to dense features (n × d: standardised columns, or the
+    :func:`row_space` coordinates of sparse ones); each gets a nested-CV ridge
+    discriminant (:class:`~embedforensics.probes.permutation.RidgeCV`) on the fixed folds
+    ``fold``. The statistic is the *maximum* over the feature sets of their out-of-fold
+    accuracies, so choosing the best one is part of the null. Permutation ``b`` relabels
+    the rows with one within-fold permutation (:func:`within_fold_permutation` of
+    ``(seed, b)``) shared by every feature set, and every fold and every penalty choice is
+    refitted in closed form; the observed statistic is computed by the same function as
+    the permuted ones. Returns the test (:func:`sequential_p`, optional Besag–Clifford
+    stopping), each feature set's observed accuracy and its chosen penalty per row per
+    fold.
+    """
+    ridges = {name: RidgeCV(Z, fold, k) for name, Z in features.items()}
+
+    def statistic(block: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        out = {name: r.accuracy(block) for name, r in ridges.items()}
+        best = np.max(np.stack([acc for acc, _ in out.values()]), axis=0)
+        return best, out
+
+    best, observed = statistic(codes[:, None])
+    accuracy = {name: float(acc[0]) for name, (acc, _) in observed.items()}
+    chosen = {name: [float(v) for v in ch[:, 0]] for name, (_, ch) in observed.items()}
+
+    def null_of(idx: np.ndarray) -> np.ndarray:
+        block = np.stack([codes[within_fold_permutation(fold, seed, int(b))] for b in idx],
+                         axis=1)
+        return statistic(block)[0]
+
+    test = sequential_p(float(best[0]), null_of, n_permutations, stop_after=stop_after,
+                        progress=progress)
+    return test, accuracy, chosen
+
+
+def chance_rows(y: np.ndarray, max_rows: int | None, n_folds: int, seed: int) -> np.ndarray:
+    """Rows of the chance test: all of them up to ``max_rows``, else a seeded stratified
+    subsample of about ``max_rows`` (:func:`stratified_subsample`) in which every label
+    keeps at least ``n_folds`` rows (it has that many, :func:`check_folds`)."""
+    if max_rows is None or len(y) <= max_rows:
+        return np.arange(len(y))
+    rows = stratified_subsample(y, max_rows, seed)
+    rng = np.random.default_rng([int(seed), 1])
+    extra = []
+    for label in np.unique(y):
+        have = rows[y[rows] == label]
+        if len(have) < n_folds:
+            spare = np.setdiff1d(np.flatnonzero(y == label), have)
+            extra.append(rng.choice(spare, n_folds - len(have), replace=False))
+    return np.sort(np.concatenate([rows, *extra])) if extra else rows
 
 
 class SurfaceBaselineProbe(Probe):
@@ -185,7 +290,21 @@ class SurfaceBaselineProbe(Probe):
         gives the reported accuracies); ``n_repeats × n_folds`` per-fold differences.
     n_permutations : int, default 99
         Permutations of the best-baseline-vs-chance test (0: no chance test, and then the
-        summary never says the sources differ in surface statistics).
+        summary never says the sources differ in surface statistics). Its statistic is the
+        better of two nested-CV ridge discriminants' out-of-fold accuracies (length,
+        lexical), refitted in closed form for every permutation (metrics
+        ``ridge_accuracy_length`` and ``ridge_accuracy_lexical``), not the reported
+        logistic regressions.
+    stop_after : int or None, default None
+        Sequential stopping of the chance test (Besag–Clifford): stop once this many
+        permuted statistics reach the observed one (p = stop_after / permutations run).
+        None runs every permutation.
+    chance_max_rows : int or None, default 2000
+        Above this many rows the chance test runs on a seeded stratified subsample of
+        about this many (every label keeps at least ``n_folds``), on stratified folds of
+        that subsample; its cost grows with the cube of the rows (the lexical ridge works
+        in the n-dimensional row space of the n-gram features). The rows used are the
+        ``n`` of ``best_baseline_p_value`` and of the ridge accuracies. None: all rows.
     """
 
     name: ClassVar[str] = "baselines"
@@ -202,16 +321,21 @@ class SurfaceBaselineProbe(Probe):
         "seed": ("int", 0, 2**32 - 1, None),
         "n_repeats": ("int", 1, None, None),
         "n_permutations": ("int", 0, None, None),
+        "stop_after": ("int_or_none", 1, None, None),
+        "chance_max_rows": ("int_or_none", 10, None, None),
     }
 
     def __init__(self, *, n_folds: int = 5, max_features: int = 50000, C: float = 1.0,
-                 seed: int = 0, n_repeats: int = 5, n_permutations: int = 99):
+                 seed: int = 0, n_repeats: int = 5, n_permutations: int = 99,
+                 stop_after: int | None = None, chance_max_rows: int | None = 2000):
         self.n_folds = n_folds
         self.max_features = max_features
         self.C = C
         self.seed = seed
         self.n_repeats = n_repeats
         self.n_permutations = n_permutations
+        self.stop_after = stop_after
+        self.chance_max_rows = chance_max_rows
 
     def _folds(self, y: np.ndarray) -> list[Folds]:
         """``n_repeats`` stratified k-fold partitions; the first is seeded by ``seed``."""
@@ -253,12 +377,15 @@ class SurfaceBaselineProbe(Probe):
         repeats = self._folds(y)
         per_fold: dict[str, list[np.ndarray]] = {k: [] for k in models}
         predictions: dict[str, np.ndarray] = {}
-        for r, folds in enumerate(repeats):
-            for name, (model, features) in models.items():
-                accs, pred = fold_accuracies(model, features, y, folds)
-                per_fold[name].append(accs)
-                if r == 0:
-                    predictions[name] = pred
+        with progress.bar(len(repeats) * len(models), "baselines: cross-validation",
+                          "fit set") as bar:
+            for r, folds in enumerate(repeats):
+                for name, (model, features) in models.items():
+                    accs, pred = fold_accuracies(model, features, y, folds)
+                    per_fold[name].append(accs)
+                    if r == 0:
+                        predictions[name] = pred
+                    bar.update(1)
         fold_acc = {k: np.concatenate(v) for k, v in per_fold.items()}
         metrics: dict[str, Metric] = {}
         for name in models:
@@ -309,26 +436,14 @@ class SurfaceBaselineProbe(Probe):
                         "not: under a true null on real embeddings it rejected about 10% of "
                         "the time at 0.05 (issue 23). Use comparison_p_value.")
 
-        # -- best baseline vs chance: max-statistic permutation test ----------------------
-        observed_best = metrics[f"{best}_accuracy"].value
-        p_chance: float | None = None
+        # -- best baseline vs chance: max-statistic permutation test of ridge read-outs --
+        test: PermutationResult | None = None
+        chance_params: dict[str, Any] = {}
         if self.n_permutations:
-            p_chance = max_accuracy_permutation_p(
-                {b: models[b] for b in ("length", "lexical")}, y, repeats[0], observed_best,
-                self.n_permutations, self.seed)
-            metrics["best_baseline_p_value"] = Metric(
-                value=p_chance, n=n,
-                method=(f"permutation test with refits ({self.n_permutations} "
-                        f"permutations, same folds): texts shuffled against the labels, both "
-                        f"baselines refitted, statistic = the better of the two accuracies "
-                        f"(so choosing the best baseline is part of the null); "
-                        f"(1 + #{{permuted >= observed}}) / (1 + {self.n_permutations})"),
-                description=f"Probability, if the texts' length and spelling carried no "
-                            f"information about the labels, that the better surface baseline "
-                            f"reaches {fmt_pct(observed_best)} or more; cannot go below "
-                            f"1/{self.n_permutations + 1}.")
-
+            test, chance_params = self._chance_test(texts_arr, models["lexical"][1], y,
+                                                    repeats[0], metrics)
         emb, base = metrics["embedding_accuracy"].value, metrics[f"{best}_accuracy"].value
+        p_chance = None if test is None else test.p
         surface_real = p_chance is not None and p_chance <= LEVEL
         if p_cmp <= LEVEL and direction == "embedding":
             reading = "the embedding beats the best surface baseline"
@@ -342,8 +457,9 @@ class SurfaceBaselineProbe(Probe):
                        + ", so this says nothing about surface statistics")
         else:
             reading = "the embedding does not detectably beat the best surface baseline"
-        chance_part = ("" if p_chance is None else
-                       f"; best baseline vs chance: permutation {fmt_p(p_chance)}")
+        chance_part = ("" if test is None else
+                       f"; best baseline vs chance, ridge read-outs: permutation "
+                       f"{fmt_perm_p(test)}")
         summary = (
             f"Surface baselines on the same folds: length alone "
             f"{fmt_pct(metrics['length_accuracy'].value)}, character n-grams "
@@ -360,5 +476,72 @@ class SurfaceBaselineProbe(Probe):
                       ylabel="accuracy")]
         params = {"best_baseline": best, "comparison_direction": direction,
                   "fold_accuracy_means": {k: float(v.mean()) for k, v in fold_acc.items()}}
+        if chance_params:
+            params["chance_test"] = chance_params
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics,
                            tables={"accuracy_by_features": table}, plots=plots, params=params)
+
+    # ---- the chance test -----------------------------------------------------------------
+    def _chance_test(self, texts: np.ndarray, lexical: Any, y: np.ndarray, first: Folds,
+                     metrics: dict[str, Metric]) -> tuple[PermutationResult, dict[str, Any]]:
+        """Best baseline vs chance (:func:`max_ridge_permutation_test`) on the folds of the
+        first repeat, or on stratified folds of a seeded subsample above
+        ``chance_max_rows``; adds its metrics and returns the test and its params."""
+        n = len(y)
+        rows = chance_rows(y, self.chance_max_rows, self.n_folds, self.seed)
+        sub = y[rows]
+        if len(rows) == n:
+            fold = fold_ids(first, n)
+            where = f"the {self.n_folds} stratified folds of the first repeat"
+        else:
+            cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
+            fold = fold_ids(list(cv.split(np.zeros(len(rows)), sub)), len(rows))
+            where = (f"a seeded stratified subsample of {len(rows)} of the {n} rows "
+                     f"(chance_max_rows={self.chance_max_rows}), on {self.n_folds} "
+                     f"stratified folds of it")
+        labels = np.unique(y)
+        codes = np.searchsorted(labels, sub)
+        features = chance_features(texts[rows], lexical[rows])
+        with progress.bar(self.n_permutations, "baselines: chance test (ridge)",
+                          "perm") as bar:
+            test, ridge_acc, chosen = max_ridge_permutation_test(
+                features, codes, fold, len(labels), self.n_permutations, self.seed,
+                stop_after=self.stop_after, progress=bar)
+        m = len(rows)
+        what = {"length": "log characters and log words, standardised",
+                "lexical": "the TF-IDF character 2-4-grams, in the coordinates of their own "
+                           f"row space (rank {features['lexical'].shape[1]}, exact for a ridge "
+                           "with intercept; scaled so total variance = rank)"}
+        for name in ("length", "lexical"):
+            metrics[f"ridge_accuracy_{name}"] = Metric(
+                value=ridge_acc[name], n=m,
+                method=f"out-of-fold, {where}; the statistic of best_baseline_p_value",
+                description=f"Accuracy of a ridge (least-squares) discriminant on {what[name]}, "
+                            f"its penalty chosen per outer fold by nested cross-validation "
+                            f"over the other folds ({round(ridge_acc[name] * m)} of {m}); "
+                            f"{name}_accuracy is the reported logistic regression's.")
+        observed = test.observed
+        metrics["best_baseline_p_value"] = Metric(
+            value=test.p, n=m,
+            method=(f"exact label-permutation test ({self.n_permutations} permutations) of "
+                    f"the better of two ridge discriminants' out-of-fold accuracies (length "
+                    f"and lexical; metrics ridge_accuracy_length and ridge_accuracy_lexical), "
+                    f"each penalty chosen per outer fold by nested cross-validation and "
+                    f"rechosen for every permutation (closed-form refits); labels permuted "
+                    f"within {where}, one permutation shared by both baselines, so choosing "
+                    f"the better one is part of the null; {test.describe()}. The p-value "
+                    f"rests on these ridge discriminants, not on the reported logistic "
+                    f"regressions (length {fmt_pct(metrics['length_accuracy'].value)}, "
+                    f"lexical {fmt_pct(metrics['lexical_accuracy'].value)})."),
+            description=f"Probability, if the texts' length and spelling carried no "
+                        f"information about the labels, that the better ridge surface "
+                        f"baseline reaches {fmt_pct(observed)} or more; valid at any sample "
+                        f"size, but cannot go below 1/{self.n_permutations + 1}.",
+            display=fmt_perm_p(test), at_floor=test.at_floor,
+            n_permutations=test.n_permutations, n_evaluated=test.n_evaluated)
+        params = {"rows": m, "subsampled": m < n, "n_permutations": test.n_permutations,
+                  "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
+                  "lexical_rank": int(features["lexical"].shape[1]),
+                  "ridge_penalty_per_row_per_fold": chosen,
+                  "folds": "fixed stratified folds; labels permuted within each fold"}
+        return test, params

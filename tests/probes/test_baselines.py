@@ -28,6 +28,15 @@ def test_length_confound_is_reported_when_embeddings_carry_nothing():
     assert m["mcnemar_p_value"].value < 1e-6
     assert "baseline beats the embedding" in result.summary
     assert result.params["best_baseline"] == "length"
+    # the chance test's p-value rests on ridge read-outs, reported beside the logistic ones
+    assert m["ridge_accuracy_length"].value > 0.95
+    assert m["ridge_accuracy_length"].n == m["best_baseline_p_value"].n == 120
+    method = m["best_baseline_p_value"].method
+    assert "ridge discriminants" in method and "not on the reported logistic" in method
+    # the report's caveat reads every '*_accuracy' metric as a feature set's: the ridge
+    # statistics must not end in '_accuracy'
+    assert sorted(k for k in m if k.endswith("_accuracy")) == [
+        "chance_accuracy", "embedding_accuracy", "length_accuracy", "lexical_accuracy"]
 
 
 def test_embedding_signal_beyond_surface_features_is_credited():

@@ -1,36 +1,36 @@
 """The baselines probe's tests hold their level (issue 23): the corrected repeated-CV t-test
 against references computed another way, its false-positive rate under a true null, the
-selection-proof combination over baselines, and the max-statistic permutation test."""
+selection-proof combination over baselines, and the max-statistic permutation test of the
+ridge read-outs (issue 20): exact against brute-force refits, calibrated under a true null,
+small on a planted surface signal, bounded by a recorded subsample at scale."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import StratifiedKFold
 
 from embedforensics.probes.baselines import (
     SurfaceBaselineProbe,
     baseline_comparison,
+    chance_features,
+    chance_rows,
     corrected_resampled_t,
-    max_accuracy_permutation_p,
+    max_ridge_permutation_test,
+    row_space,
+    scale_to_rank,
+)
+from embedforensics.probes.permutation import (
+    PENALTY_GRID,
+    RidgeCV,
+    fold_ids,
+    within_fold_permutation,
 )
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
-
-
-class _Centroid(ClassifierMixin, BaseEstimator):
-    """Nearest class mean: a fast stand-in classifier (the tests are about the statistics)."""
-
-    def fit(self, X, y):
-        self.classes_ = np.unique(y)
-        self.means_ = np.stack([X[y == c].mean(0) for c in self.classes_])
-        return self
-
-    def predict(self, X):
-        d = ((X[:, None, :] - self.means_[None]) ** 2).sum(-1)
-        return self.classes_[np.argmin(d, 1)]
 
 
 def _centroid_fold_acc(F: np.ndarray, y: np.ndarray, folds) -> np.ndarray:
@@ -113,32 +113,186 @@ def test_false_positive_rate_under_a_true_null_is_at_most_the_level():
     assert rej_plain > bound, (rej_plain, bound)  # why the correction is needed
 
 
-def test_max_permutation_p_is_exact_under_the_null_and_floors_on_a_signal():
-    n, B, reps = 40, 19, 200
-    y = np.repeat(np.array(["a", "b"]), n // 2)
-    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(y, y))
-    hits = 0
-    for rep in range(reps):
-        rng = np.random.default_rng(rep)
-        models = {"one": (_Centroid(), rng.normal(size=(n, 2))),
-                  "two": (_Centroid(), rng.normal(size=(n, 3)))}
-        observed = 0.0
-        for _model, F in models.values():
-            pred = np.empty(n, dtype=y.dtype)
-            for tr, te in folds:
-                pred[te] = _Centroid().fit(F[tr], y[tr]).predict(F[te])
-            observed = max(observed, float(np.mean(pred == y)))
-        p = max_accuracy_permutation_p(models, y, folds, observed, B, seed=rep)
-        hits += p <= 0.05  # p = 1/20: the observed max beat every permuted max
-    assert hits <= stats.binom.ppf(0.999, reps, 0.05)
-    assert hits >= stats.binom.ppf(0.001, reps, 0.05) // 2  # not degenerate
-    F = np.where(y == "a", 3.0, -3.0)[:, None] + np.random.default_rng(0).normal(size=(n, 1))
-    p = max_accuracy_permutation_p({"s": (_Centroid(), F)}, y, folds, 1.0, B, seed=0)
-    assert p == pytest.approx(1 / (B + 1))
-
-
 def _texts(rng, n, n_words):
     return [" ".join(rng.choice(WORDS, size=n_words)) for _ in range(n)]
+
+
+def _lexical(texts):
+    """The probe's n-gram features (sparse), vocabulary from all texts."""
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True,
+                           lowercase=False).fit_transform(texts).tocsr()
+
+
+def _folds(codes, n_folds, seed=0):
+    return fold_ids(list(StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+                         .split(codes, codes)), len(codes))
+
+
+def _brute_nested_ridge(X, codes, fold, k):
+    """Out-of-fold accuracy and chosen penalty per row per fold of a nested-CV ridge
+    discriminant, by scikit-learn Ridge refits on ``X`` (sparse) for every inner and outer
+    fold and every penalty: the reference the closed form must reproduce."""
+    T = codes.astype(float) if k == 2 else np.eye(k)[codes]
+
+    def fit_predict(train, test, c):
+        model = Ridge(alpha=c * len(train), solver="sparse_cg", tol=1e-13, max_iter=100_000)
+        s = model.fit(X[train], T[train]).predict(X[test])
+        return (s > 0.5).astype(int) if k == 2 else np.argmax(s, axis=1)
+
+    folds = np.unique(fold)
+    correct, chosen = 0, []
+    for f in folds:
+        others = [g for g in folds if g != f]
+        inner = np.zeros(len(PENALTY_GRID))
+        for g in others:
+            train = np.flatnonzero(np.isin(fold, [h for h in others if h != g]))
+            test = np.flatnonzero(fold == g)
+            for j, c in enumerate(PENALTY_GRID):
+                inner[j] += np.sum(fit_predict(train, test, c) == codes[test])
+        c = PENALTY_GRID[int(np.argmax(inner))]  # first maximum: the stronger penalty
+        test = np.flatnonzero(fold == f)
+        correct += np.sum(fit_predict(np.flatnonzero(fold != f), test, c) == codes[test])
+        chosen.append(c)
+    return correct / len(codes), chosen
+
+
+def test_row_space_keeps_every_inner_product_and_never_densifies():
+    rng = np.random.default_rng(0)
+    X = _lexical(_texts(rng, 30, 6))
+    Z = row_space(X)
+    assert Z.shape[0] == 30 and Z.shape[1] <= 30 < X.shape[1]
+    np.testing.assert_allclose(Z @ Z.T, (X @ X.T).toarray(), atol=1e-12)
+    # rank-deficient input: duplicated rows add no dimension
+    Zd = row_space(X[np.r_[0:30, 0:10]])
+    assert Zd.shape == (40, Z.shape[1])
+    # scale_to_rank is one scalar factor: total variance = number of columns
+    S = scale_to_rank(Z)
+    ratio = S / Z
+    assert np.allclose(ratio, ratio.flat[0])
+    C = S - S.mean(axis=0)
+    assert np.sum(C * C) / len(S) == pytest.approx(S.shape[1])
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_row_space_ridge_equals_refits_on_the_sparse_features(k):
+    """The closed-form nested-CV ridge on the row-space coordinates gives the same
+    out-of-fold accuracy and the same penalty choice per fold as scikit-learn Ridge refitted
+    on the sparse n-gram matrix itself, for the observed and for permuted labelings."""
+    rng = np.random.default_rng(k)
+    n = 60
+    codes = np.arange(n) % k
+    texts = [" ".join(rng.choice(WORDS[: 6 + 2 * c], size=rng.integers(3, 9)))
+             for c in codes]  # labels shift the vocabulary a little
+    X = _lexical(texts)
+    Z = row_space(X)
+    Zs = scale_to_rank(Z)
+    Xs = X * float(np.linalg.norm(Zs) / np.linalg.norm(Z))  # the same scalar, on X
+    fold = _folds(codes, 4, seed=k)
+    ridge = RidgeCV(Zs, fold, k)
+    labelings = [codes] + [codes[within_fold_permutation(fold, 7, b)] for b in range(3)]
+    acc, chosen = ridge.accuracy(np.stack(labelings, axis=1))
+    assert len(set(np.ravel(chosen))) > 1  # the nested choice is exercised
+    for j, labels in enumerate(labelings):
+        ref_acc, ref_chosen = _brute_nested_ridge(Xs, labels, fold, k)
+        assert acc[j] == pytest.approx(ref_acc, abs=1e-12)
+        assert list(chosen[:, j]) == pytest.approx(ref_chosen)
+    # and the same as the closed form on the densified matrix (exactly the same procedure)
+    dense_acc, dense_chosen = RidgeCV(Xs.toarray(), fold, k).accuracy(
+        np.stack(labelings, axis=1))
+    np.testing.assert_allclose(acc, dense_acc, atol=1e-12)
+    np.testing.assert_allclose(chosen, dense_chosen)
+
+
+def test_max_statistic_shares_one_permutation_and_computes_the_observed_alike():
+    rng = np.random.default_rng(5)
+    n, B = 48, 9
+    codes = np.repeat([0, 1], n // 2)
+    texts = _texts(rng, n, 5)
+    features = chance_features(texts, _lexical(texts))
+    fold = _folds(codes, 4)
+    test, acc, chosen = max_ridge_permutation_test(features, codes, fold, 2, B, seed=3)
+    ridges = {k: RidgeCV(Z, fold, 2) for k, Z in features.items()}
+    for name, r in ridges.items():
+        a, c = r.accuracy(codes[:, None])
+        assert acc[name] == a[0] and chosen[name] == list(c[:, 0])
+    assert test.observed == max(acc.values())
+    for b in range(B):  # permutation b relabels the rows the same way for both baselines
+        block = codes[within_fold_permutation(fold, 3, b)][:, None]
+        assert test.null[b] == max(r.accuracy(block)[0][0] for r in ridges.values())
+    assert test.p == (1 + np.sum(test.null >= test.observed - 1e-12)) / (1 + B)
+
+
+def test_max_ridge_p_is_calibrated_under_the_null_and_floors_on_a_signal():
+    """200 null data sets (texts drawn independently of the labels), 19 permutations:
+    p ≤ 0.05 means the observed maximum beat all 19 permuted ones, which an exact test
+    allows at most 5% of the time; a planted surface signal gives the floor 1/20."""
+    n, B, reps = 40, 19, 200
+    codes = np.repeat([0, 1], n // 2)
+    fold = _folds(codes, 4)
+    ps = []
+    for rep in range(reps):
+        rng = np.random.default_rng(rep)
+        texts = [" ".join(rng.choice(WORDS, size=rng.integers(2, 12))) for _ in range(n)]
+        test, _, _ = max_ridge_permutation_test(chance_features(texts, _lexical(texts)),
+                                                codes, fold, 2, B, seed=rep)
+        ps.append(test.p)
+    hits = int(np.sum(np.asarray(ps) <= 0.05))
+    assert hits <= stats.binom.ppf(0.999, reps, 0.05)
+    assert hits >= stats.binom.ppf(0.001, reps, 0.05) // 2  # not degenerate
+    # p-values of an exact test: P(p <= 0.5) <= 0.5 too, up to sampling noise
+    assert np.mean(np.asarray(ps) <= 0.5) <= 0.5 + 3 * np.sqrt(0.25 / reps)
+    # planted: one label's texts carry a marker word (lexical), lengths unchanged
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=6)) + (" omega" if c else " alpha")
+             for c in codes]
+    test, acc, _ = max_ridge_permutation_test(chance_features(texts, _lexical(texts)),
+                                              codes, fold, 2, B, seed=0)
+    assert acc["lexical"] > 0.9 and test.p == pytest.approx(1 / (B + 1))
+    # planted: length only
+    texts = _texts(rng, n // 2, 3) + _texts(rng, n // 2, 25)
+    test, acc, _ = max_ridge_permutation_test(chance_features(texts, _lexical(texts)),
+                                              codes, fold, 2, B, seed=0)
+    assert acc["length"] > 0.9 and test.p == pytest.approx(1 / (B + 1))
+
+
+def test_chance_rows_subsample_keeps_every_label_in_every_fold():
+    y = np.array(["big"] * 990 + ["rare"] * 10)
+    rows = chance_rows(y, 100, 5, seed=0)
+    assert 100 <= len(rows) <= 105 and np.all(np.diff(rows) > 0)
+    assert np.sum(y[rows] == "rare") >= 5
+    assert np.array_equal(rows, chance_rows(y, 100, 5, seed=0))
+    assert len(chance_rows(y, None, 5, 0)) == 1000 and len(chance_rows(y, 5000, 5, 0)) == 1000
+
+
+def test_chance_test_on_a_subsample_records_its_n():
+    rng = np.random.default_rng(0)
+    texts = _texts(rng, 60, 3) + _texts(rng, 60, 30)
+    y = np.array(["short"] * 60 + ["long"] * 60)
+    X = rng.normal(size=(120, 8))
+    res = SurfaceBaselineProbe(n_folds=3, n_permutations=19, chance_max_rows=50).fit(
+        X, y, texts=texts).result_
+    p = res.metrics["best_baseline_p_value"]
+    assert p.n == 50 and res.params["chance_test"]["rows"] == 50
+    assert res.params["chance_test"]["subsampled"] is True
+    assert "subsample of 50 of the 120 rows" in p.method
+    assert res.metrics["ridge_accuracy_length"].n == 50
+    assert res.metrics["length_accuracy"].n == 120  # the reported accuracies use every row
+    assert p.value == pytest.approx(1 / 20)
+    assert "surface statistics the embedding does not need" in res.summary
+
+
+def test_sequential_stopping_of_the_chance_test():
+    rng = np.random.default_rng(3)
+    texts = _texts(rng, 80, 8)
+    y = np.array(["a", "b"] * 40)
+    X = rng.normal(size=(80, 6))
+    res = SurfaceBaselineProbe(n_folds=4, n_permutations=99, stop_after=3).fit(
+        X, y, texts=texts).result_
+    chance = res.params["chance_test"]
+    assert chance["stopped_early"] and chance["n_evaluated"] < 99
+    p = res.metrics["best_baseline_p_value"]
+    assert p.value == pytest.approx(3 / chance["n_evaluated"])
+    assert "Besag-Clifford" in p.method and p.n_evaluated == chance["n_evaluated"]
 
 
 def test_no_surface_claim_without_a_chance_test():
