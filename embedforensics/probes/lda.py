@@ -173,7 +173,7 @@ class LDAProbe(Probe):
             Xt, yt = X, y
             if streamed is not None:  # the in-memory test on a bounded subsample
                 rows = permutation_rows(y, d, self.seed, self.n_folds)
-                Xt, yt, n_test = read_rows(X, rows), y[rows], len(rows)
+                Xt, yt, n_test = read_rows(X, rows, X.dtype), y[rows], len(rows)
                 if n_test < n:
                     subsample = (f" The permutation test ran on a seeded stratified "
                                  f"subsample of {n_test:,} of the {n:,} memory-mapped rows "

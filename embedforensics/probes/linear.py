@@ -20,6 +20,16 @@ refit test costs. The metric's method says so, and the ridge's accuracy is repor
 the logistic regression's (``permutation_statistic``). ``permutation_test="refit"`` refits
 the reported logistic procedure itself for every permutation (joblib workers, sequential
 stopping).
+
+Memory-mapped embeddings (``streams``) are never loaded: each outer fold's C is chosen as
+above on an in-memory seeded subsample of its training rows (``tune_max_rows``), then all
+K folds' logistic regressions are fitted on every training row by
+:func:`embedforensics.probes.streaming_cv.streamed_cv_logistic` (one L-BFGS over the
+concatenated fold parameters, one chunked pass per evaluation, the same objective and
+stopping rule as scikit-learn's lbfgs), and the out-of-fold probabilities come from one
+more pass. The permutation test runs in memory on a seeded stratified subsample
+(``PERMUTATION_MAX_ROWS``, within the probe memory budget), its n stated in the metric and
+``params.permutation``.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from embedforensics.probes import progress
-from embedforensics.probes.base import Metric, Plot, Probe, ProbeResult
+from embedforensics.probes.base import Metric, Plot, Probe, ProbeResult, probe_memory_bytes
 from embedforensics.probes.permutation import (
     RidgeCV,
     fold_ids,
@@ -60,6 +70,11 @@ from embedforensics.probes.stats import (
     permutation_p_metric,
     stratified_bootstrap_ci,
     stratified_subsample,
+)
+from embedforensics.probes.streaming_cv import (
+    permutation_rows,
+    read_rows,
+    streamed_cv_logistic,
 )
 
 CS_GRID = tuple(float(c) for c in 10.0 ** np.arange(-4, 3))
@@ -200,6 +215,7 @@ class LinearProbe(Probe):
     )
     min_labels: ClassVar[int] = 2
     headline: ClassVar[str | None] = "accuracy"
+    streams: ClassVar[bool] = True  # memory-mapped X: streamed_cv_logistic on all rows
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_folds": ("int", 2, None, None),
         "C": ("positive_float_or_none", None, None, None),
@@ -236,8 +252,13 @@ class LinearProbe(Probe):
         labels = [str(v) for v in np.unique(y)]
         codes = np.searchsorted(labels, y)
         cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
-        fold = fold_ids(list(cv.split(X, y)), n)
-        if self.C is not None:
+        # the folds depend on the labels alone (a memory map is not touched)
+        fold = fold_ids(list(cv.split(np.zeros((n, 1)) if self.out_of_core_ else X, y)), n)
+        streamed = None
+        if self.out_of_core_:  # every row read in chunks
+            proba, c_per_fold, unconverged, streamed = self._streamed_oof(
+                X, codes, fold, len(labels))
+        elif self.C is not None:
             model = _model(self.C, self.max_iter, self.seed, None)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
@@ -261,13 +282,26 @@ class LinearProbe(Probe):
         how = (f"{self.n_folds}-fold stratified cross-validated logistic regression "
                f"({tuned})")
         test = None
+        n_test, subsample = n, ""
         if self.n_permutations:
-            test, stat_metric = self._permutation_test(X, codes, fold, len(labels))
+            if streamed is not None:  # the in-memory test on a bounded subsample
+                rows = permutation_rows(y, X.shape[1], self.seed, self.n_folds)
+                n_test = len(rows)
+                fold_t = fold_ids(list(cv.split(np.zeros((n_test, 1)), y[rows])), n_test)
+                test, stat_metric = self._permutation_test(
+                    read_rows(X, rows, X.dtype), codes[rows], fold_t, len(labels))
+                if n_test < n:
+                    subsample = (f" The permutation test ran on a seeded stratified "
+                                 f"subsample of {n_test:,} of the {n:,} memory-mapped rows "
+                                 f"(its own stratified folds); the accuracy uses every row.")
+            else:
+                test, stat_metric = self._permutation_test(X, codes, fold, len(labels))
         metrics = accuracy_metrics(y, pred, how=how)
         if test is not None:
             metrics["p_value"] = permutation_p_metric(
-                test, n, statistic=self._statistic_name(),
-                reported=self._reported_note(float(np.mean(pred == y)), test.observed))
+                test, n_test, statistic=self._statistic_name(),
+                reported=self._reported_note(float(np.mean(pred == y)), test.observed)
+                + subsample)
             metrics["permutation_statistic"] = stat_metric
         metrics["auroc"] = self._auroc(codes, proba, len(labels))
         metrics["balanced_accuracy"] = self._balanced_accuracy(codes, proba, len(labels))
@@ -301,16 +335,80 @@ class LinearProbe(Probe):
             n_train = n - int(np.min(np.bincount(fold)))
             params["C_tuned_on_rows"] = (n_train if self.tune_max_rows is None
                                          else min(n_train, self.tune_max_rows))
+            if streamed is not None:
+                params["C_tuned_on_rows"] = min(n_train, self._tune_cap(X.shape[1]))
         if test is not None:
             params["permutation"] = {
                 "test": self.permutation_test, "n_permutations": test.n_permutations,
                 "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
                 "folds": "fixed stratified folds; labels permuted within each fold"}
+            if streamed is not None:
+                params["permutation"].update(
+                    rows=n_test, rows_total=n,
+                    subsample="seeded stratified subsample (PERMUTATION_MAX_ROWS, within "
+                              "the probe memory budget) with its own stratified folds")
             if self.permutation_test == "ridge":
                 params["permutation"]["ridge_penalty_per_row_per_fold"] = \
                     self._ridge_chosen
+        if streamed is not None:
+            summary = (f"{summary[:-1]} [All {n:,} memory-mapped rows read in chunks"
+                       + (f"; p-value on a stratified subsample of {n_test:,}"
+                          if n_test < n else "") + ".]")
+            params["streaming"] = {
+                "passes": streamed.passes, "iterations": streamed.n_iter,
+                "converged": streamed.converged,
+                "converged_folds": streamed.converged_folds,
+                "solver_message": streamed.message, "chunk_rows": streamed.chunk_rows,
+                "how": "every outer fold's logistic regression fitted on all its training "
+                       "rows by one L-BFGS over the concatenated fold parameters, one "
+                       "chunked pass per function/gradient evaluation (plus one pass of "
+                       "standardisation moments and one of out-of-fold scores)"}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)
+
+    # ---- out of core ---------------------------------------------------------------------
+    def _tune_cap(self, d: int) -> int:
+        """Rows the choice of C uses per outer fold on memory-mapped embeddings:
+        ``tune_max_rows``, or (None) as many float64 rows as fit the probe memory budget."""
+        if self.tune_max_rows is not None:
+            return self.tune_max_rows
+        return max(10, probe_memory_bytes() // (8 * max(d, 1)))
+
+    def _streamed_oof(self, X: Any, codes: np.ndarray, fold: np.ndarray, k: int
+                      ) -> tuple[np.ndarray, list[float], int, Any]:
+        """Out-of-fold probabilities on every row of memory-mapped ``X``: C per outer fold
+        chosen in memory on (a seeded stratified subsample of) its training rows exactly as
+        :func:`logistic_oof` does, then every fold fitted out of core at once. Returns
+        ``(proba, C per fold, unconverged folds, the StreamedLogisticCV)``."""
+        folds = np.unique(fold)
+        chosen: list[float] = []
+        tune_warned: list[bool] = []
+        cap = self._tune_cap(X.shape[1])
+        for f in folds:
+            if self.C is not None:
+                chosen.append(float(self.C))
+                tune_warned.append(False)
+                continue
+            train = np.flatnonzero(fold != f)
+            tune = train
+            if len(train) > cap:
+                tune = train[stratified_subsample(codes[train], cap, self.seed + int(f))]
+            inner = _inner_splits(fold[tune], codes[tune], self.seed + int(f))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                model = _model(None, self.max_iter, self.seed, inner).fit(
+                    read_rows(X, tune, X.dtype), codes[tune])
+            tune_warned.append(any(issubclass(w.category, ConvergenceWarning)
+                                   for w in caught))
+            for w in caught:
+                if not issubclass(w.category, ConvergenceWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            chosen.append(float(np.ravel(model[-1].C_)[0]))
+        with progress.bar(1, f"linear: {len(folds)} folds out of core", "fit"):
+            streamed = streamed_cv_logistic(X, codes, fold, k, chosen, max_iter=self.max_iter)
+        unconverged = sum(w or not ok for w, ok in zip(tune_warned, streamed.converged_folds,
+                                                       strict=True))
+        return streamed.proba, chosen, unconverged, streamed
 
     # ---- the permutation test ------------------------------------------------------------
     def _statistic_name(self) -> str:

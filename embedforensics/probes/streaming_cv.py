@@ -374,7 +374,7 @@ def fold_moments(X: Any, fold: np.ndarray, F: int, rows: int
 
 
 def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
-                         C: list[float], *, max_iter: int = 1000, tol: float = 1e-6,
+                         C: list[float], *, max_iter: int = 1000, tol: float = 1e-4,
                          chunk_rows: int | None = None) -> StreamedLogisticCV:
     """Out-of-fold probabilities of ``StandardScaler() + LogisticRegression(C=C[f])`` fitted
     on every outer training fold ``f`` (all its rows, read in chunks) — binary log-loss for
@@ -382,8 +382,11 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
     unpenalised: scikit-learn's ``lbfgs`` objective, mean loss plus ``‖w‖² / (2 C n)``.
 
     All folds are one L-BFGS-B over their concatenated parameters (the objective is a sum
-    of the folds' independent objectives); ``tol`` is the gradient tolerance per
-    component (scikit-learn's default is 1e-4), ``max_iter`` the iteration cap.
+    of the folds' independent objectives), with scikit-learn's stopping rule: ``tol``
+    bounds every gradient component (its default, 1e-4, on the same mean-loss scale), the
+    relative decrease ``64·eps``, ``max_iter`` the iterations. A fold counts as converged
+    when the solver stopped on one of those tests or its own gradient is within ``tol``.
+    The shift of the standardisation is folded into the offsets, so a chunk is used as read.
     """
     from scipy.optimize import minimize
     from scipy.special import expit, log_expit, logsumexp, softmax
@@ -406,9 +409,11 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
         return W, b
 
     def margins_of(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``V`` (d × F·c) and ``off`` with margins ``x @ V + off`` for unshifted rows."""
         V = W / scale[:, :, None]                                # F × d × c
         off = b - np.einsum("fd,fdc->fc", a, W)
-        return np.moveaxis(V, 0, 1).reshape(d, F * c), off.reshape(F * c)
+        V = np.moveaxis(V, 0, 1).reshape(d, F * c)
+        return V, off.reshape(F * c) - shift @ V
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal passes
@@ -419,7 +424,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
         gV = np.zeros((d, F * c))
         goff = np.zeros(F * c)
         for start, chunk in row_chunks(X, rows, np.float64):
-            cc = chunk - shift
+            cc = chunk
             m = (cc @ V + off).reshape(len(cc), F, c)
             g = codes[start:start + len(cc)]
             train = fold[start:start + len(cc)][:, None] != np.arange(F)   # rows × F
@@ -438,6 +443,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
             r = r.reshape(len(cc), F * c)
             gV += cc.T @ r
             goff += r.sum(axis=0)
+        gV -= np.outer(shift, goff)                              # (x − shift)ᵀ r
         gV = np.moveaxis(gV.reshape(d, F, c), 1, 0)              # F × d × c
         goff = goff.reshape(F, c)
         gW = gV / scale[:, :, None] - a[:, :, None] * goff[:, None, :]
@@ -450,12 +456,12 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
                             "maxls": 50})
     W, b = unpack(res.x)
     gW, gb = unpack(np.asarray(res.jac))
-    converged_folds = [bool(max(np.max(np.abs(gW[f])), np.max(np.abs(gb[f]))) <= tol)
-                       for f in range(F)]
+    converged_folds = [res.status == 0 or bool(
+        max(np.max(np.abs(gW[f])), np.max(np.abs(gb[f]))) <= tol) for f in range(F)]
     V, off = margins_of(W, b)
     proba = np.empty((n, k))
     for start, chunk in row_chunks(X, rows, np.float64):
-        m = ((chunk - shift) @ V + off).reshape(len(chunk), F, c)
+        m = (chunk @ V + off).reshape(len(chunk), F, c)
         own = m[np.arange(len(chunk)), fold[start:start + len(chunk)]]
         if c == 1:
             p1 = expit(own[:, 0])

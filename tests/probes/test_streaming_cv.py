@@ -6,13 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from embedforensics.probes.lda import LDAProbe
+from embedforensics.probes.linear import LinearProbe
 from embedforensics.probes.permutation import fold_ids
 from embedforensics.probes.streaming_cv import (
     permutation_rows,
     streamed_cv_lda,
+    streamed_cv_logistic,
 )
 
 
@@ -151,3 +156,92 @@ def test_permutation_rows_keep_enough_rows_of_a_rare_label(monkeypatch):
     y = np.array(["a"] * 995 + ["b"] * 5)
     rows = permutation_rows(y, 4, 0, 5)
     assert np.sum(y[rows] == "b") == 5 and np.all(np.diff(rows) > 0)
+
+
+# ---- streamed logistic regression -----------------------------------------------------------
+@pytest.mark.parametrize(("k", "C"), [(2, 1.0), (3, 0.1)])
+def test_streamed_logistic_equals_sklearn_pipeline_out_of_fold(tmp_path, k, C):
+    X, codes = _data(400, 12, k, seed=9)
+    cv, fold = _folds(codes)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=1e-10,
+                                                               max_iter=10_000))
+    expected = cross_val_predict(model, X, codes, cv=cv, method="predict_proba")
+    got = streamed_cv_logistic(_memmap(tmp_path, X), codes, fold, k, [C] * 5, tol=1e-8,
+                               chunk_rows=57)
+    assert got.converged and all(got.converged_folds)
+    assert got.passes >= got.n_iter + 2
+    np.testing.assert_allclose(got.proba, expected, atol=1e-5)
+    assert np.array_equal(got.proba.argmax(axis=1), expected.argmax(axis=1))
+
+
+def test_streamed_logistic_fits_each_fold_with_its_own_C(tmp_path):
+    X, codes = _data(300, 6, 2, seed=10)
+    _, fold = _folds(codes, n_folds=3)
+    Cs = [0.01, 1.0, 100.0]
+    got = streamed_cv_logistic(_memmap(tmp_path, X), codes, fold, 2, Cs, tol=1e-8)
+    for f, C in enumerate(Cs):
+        train = fold != f
+        ref = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=1e-10,
+                                                                 max_iter=10_000))
+        ref.fit(X[train], codes[train])
+        np.testing.assert_allclose(got.coef[f][:, 0], ref[-1].coef_[0], rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(got.intercept[f], ref[-1].intercept_, atol=1e-6)
+
+
+def test_streamed_logistic_reports_an_iteration_cap(tmp_path):
+    X, codes = _data(200, 6, 2, seed=11)
+    got = streamed_cv_logistic(_memmap(tmp_path, X), codes, _folds(codes)[1], 2, [1e4] * 5,
+                               max_iter=2)
+    assert got.n_iter == 2 and not got.converged and not any(got.converged_folds)
+
+
+# ---- the linear probe out of core -----------------------------------------------------------
+@pytest.mark.parametrize("C", [None, 1.0])
+def test_linear_probe_streams_memory_mapped_rows_with_in_memory_results(tmp_path, C):
+    X, codes = _data(450, 8, 2, seed=12, dtype=np.float32)
+    y = _labels(codes)
+    kw = {"C": C, "n_permutations": 19, "n_bootstrap": 50}
+    mem = LinearProbe(**kw).fit(X, y)
+    ooc = LinearProbe(**kw).fit(_memmap(tmp_path, X), y)
+    assert ooc.out_of_core_ and not mem.out_of_core_
+    a, b = mem.result_, ooc.result_
+    assert b.params["out_of_core"]["rows"] == 450
+    stream = b.params["streaming"]
+    assert stream["converged"] and stream["passes"] >= stream["iterations"] + 2
+    assert set(a.metrics) == set(b.metrics) and set(a.tables) == set(b.tables)
+    assert b.params["C_per_fold"] == a.params["C_per_fold"]
+    assert b.params.get("C_tuned_on_rows") == a.params.get("C_tuned_on_rows")
+    # the same objective and stopping rule: at most a boundary row apart
+    assert abs(b.metrics["accuracy"].value - a.metrics["accuracy"].value) <= 1 / 450 + 1e-12
+    assert abs(b.metrics["auroc"].value - a.metrics["auroc"].value) < 1e-3
+    assert b.metrics["p_value"].value == a.metrics["p_value"].value  # all rows fit the cap
+    assert b.params["unconverged_folds"] == 0
+    assert "memory-mapped rows read in chunks" in b.summary
+
+
+def test_linear_probe_permutation_test_runs_on_a_bounded_subsample(tmp_path, monkeypatch):
+    import embedforensics.probes.streaming_cv as scv
+
+    X, codes = _data(400, 6, 2, seed=13, dtype=np.float32)
+    y = _labels(codes)
+    monkeypatch.setattr(scv, "PERMUTATION_MAX_ROWS", 150)
+    res = LinearProbe(C=1.0, n_permutations=9, n_bootstrap=0).fit(
+        _memmap(tmp_path, X), y).result_
+    assert res.params["permutation"]["rows"] == 150
+    assert res.metrics["p_value"].n == 150 and res.metrics["accuracy"].n == 400
+    rows = permutation_rows(y, X.shape[1], 0, 5)
+    sub = LinearProbe(C=1.0, n_permutations=9, n_bootstrap=0).fit(X[rows], y[rows]).result_
+    assert res.metrics["p_value"].value == sub.metrics["p_value"].value
+    assert res.metrics["permutation_statistic"].value == \
+        sub.metrics["permutation_statistic"].value
+
+
+def test_linear_probe_tunes_C_on_a_subsample_out_of_core(tmp_path):
+    X, codes = _data(600, 6, 2, seed=14, dtype=np.float32)
+    y = _labels(codes)
+    kw = {"n_permutations": 0, "n_bootstrap": 0, "tune_max_rows": 200}
+    mem = LinearProbe(**kw).fit(X, y).result_
+    ooc = LinearProbe(**kw).fit(_memmap(tmp_path, X), y).result_
+    assert ooc.params["C_tuned_on_rows"] == 200 == mem.params["C_tuned_on_rows"]
+    assert ooc.params["C_per_fold"] == mem.params["C_per_fold"]
