@@ -159,8 +159,10 @@ class LDAProbe(Probe):
         streamed = None
         if self.out_of_core_:  # every row, read in chunks; the same folds as in memory
             fold = fold_ids(list(cv.split(np.zeros((n, 1)), y)), n)
-            streamed = streamed_cv_lda(X, np.searchsorted(labels, y), fold, len(labels),
-                                       shrinkage=self.shrinkage)
+            with progress.bar(3 if self.shrinkage == "auto" else 2,
+                              "lda: passes over the memory map", "pass") as bar:
+                streamed = streamed_cv_lda(X, np.searchsorted(labels, y), fold, len(labels),
+                                           shrinkage=self.shrinkage, progress=bar)
             pred = np.asarray(labels)[streamed.pred]
         else:
             pred = cross_val_predict(estimator, X, y, cv=cv)

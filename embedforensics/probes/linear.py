@@ -404,8 +404,11 @@ class LinearProbe(Probe):
                 if not issubclass(w.category, ConvergenceWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             chosen.append(float(np.ravel(model[-1].C_)[0]))
-        with progress.bar(1, f"linear: {len(folds)} folds out of core", "fit"):
-            streamed = streamed_cv_logistic(X, codes, fold, k, chosen, max_iter=self.max_iter)
+        # passes over the memory map: the total is not known in advance (L-BFGS)
+        with progress.bar(None, f"linear: {len(folds)} folds out of core",  # type: ignore[arg-type]
+                          "pass") as bar:
+            streamed = streamed_cv_logistic(X, codes, fold, k, chosen, max_iter=self.max_iter,
+                                            progress=bar)
         unconverged = sum(w or not ok for w, ok in zip(tune_warned, streamed.converged_folds,
                                                        strict=True))
         return streamed.proba, chosen, unconverged, streamed

@@ -225,7 +225,7 @@ def _projection(full: LDARule, total: _Set, total_quartic: float | None, shift: 
 
 def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
                     shrinkage: str = "auto", precision: str = "auto",
-                    chunk_rows: int | None = None) -> StreamedLDACV:
+                    chunk_rows: int | None = None, progress: Any = None) -> StreamedLDACV:
     """Out-of-fold LDA predictions for the folds ``fold`` (fold number per row) on all rows
     of ``X`` (read in row chunks), equal to ``cross_val_predict`` of scikit-learn's
     ``LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")`` (``shrinkage="auto"``)
@@ -234,6 +234,7 @@ def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
     ``codes`` are label codes ``0..k-1``; every training fold must hold every label.
     ``precision``: ``"float64"`` scatter products, or float32 products summed in float64
     (``"float32"``; ``"auto"`` for float32 inputs of at least ``FLOAT32_CELLS`` cells).
+    ``progress``: an optional tqdm-like bar advanced once per pass.
     """
     codes = np.asarray(codes, dtype=np.int64)
     fold = np.asarray(fold, dtype=np.int64)
@@ -263,6 +264,7 @@ def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
     if shift is None:
         raise ValueError("streamed_cv_lda needs at least one row")
     passes = 1
+    _tick(progress)
 
     # training sets: t < F is "every fold but t", t = F is all rows
     counts = counts.reshape(F, k)
@@ -282,6 +284,7 @@ def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
     if shrinkage == "auto":
         quartic, total_quartic = _quartics(X, rows, codes, fold, sets, total, shift)
         passes += 1
+        _tick(progress)
     rules = [_rule(sets[t], shift, shrinkage, None if quartic is None else quartic[t])
              for t in range(F + 1)]
     full = rules.pop()
@@ -298,9 +301,15 @@ def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
         pred[start:start + len(chunk)] = (own[:, 0] > 0).astype(int) if c_out == 1 \
             else np.argmax(own, axis=1)
     passes += 1
+    _tick(progress)
     return StreamedLDACV(pred=pred, rules=rules, full=full, projection=projection,
                          passes=passes, precision="float32" if single else "float64",
                          chunk_rows=rows)
+
+
+def _tick(progress: Any) -> None:
+    if progress is not None:
+        progress.update(1)
 
 
 def _quartics(X: Any, rows: int, codes: np.ndarray, fold: np.ndarray,
@@ -375,7 +384,8 @@ def fold_moments(X: Any, fold: np.ndarray, F: int, rows: int
 
 def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
                          C: list[float], *, max_iter: int = 1000, tol: float = 1e-4,
-                         chunk_rows: int | None = None) -> StreamedLogisticCV:
+                         chunk_rows: int | None = None, progress: Any = None
+                         ) -> StreamedLogisticCV:
     """Out-of-fold probabilities of ``StandardScaler() + LogisticRegression(C=C[f])`` fitted
     on every outer training fold ``f`` (all its rows, read in chunks) — binary log-loss for
     two labels, multinomial otherwise, L2 on the standardised weights, intercept
@@ -387,6 +397,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
     relative decrease ``64·eps``, ``max_iter`` the iterations. A fold counts as converged
     when the solver stopped on one of those tests or its own gradient is within ``tol``.
     The shift of the standardisation is folded into the offsets, so a chunk is used as read.
+    ``progress``: an optional tqdm-like bar advanced once per pass.
     """
     from scipy.optimize import minimize
     from scipy.special import expit, log_expit, logsumexp, softmax
@@ -398,6 +409,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
     c = 1 if k == 2 else k
     rows = chunk_rows or chunk_rows_for(d)
     n_t, mean, scale, shift = fold_moments(X, fold, F, rows)
+    _tick(progress)
     a = (mean - shift) / scale                                   # F × d
     penalty = 1.0 / (np.asarray(C, dtype=float) * n_t)           # F
     passes = 1
@@ -418,6 +430,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal passes
         passes += 1
+        _tick(progress)
         W, b = unpack(theta)
         V, off = margins_of(W, b)
         loss = np.zeros(F)
@@ -469,6 +482,7 @@ def streamed_cv_logistic(X: Any, codes: np.ndarray, fold: np.ndarray, k: int,
         else:
             proba[start:start + len(chunk)] = softmax(own, axis=1)
     passes += 1
+    _tick(progress)
     return StreamedLogisticCV(proba=proba, coef=W, intercept=b,
                               converged_folds=converged_folds, n_iter=int(res.nit),
                               passes=passes, converged=all(converged_folds),

@@ -245,3 +245,12 @@ def test_linear_probe_tunes_C_on_a_subsample_out_of_core(tmp_path):
     ooc = LinearProbe(**kw).fit(_memmap(tmp_path, X), y).result_
     assert ooc.params["C_tuned_on_rows"] == 200 == mem.params["C_tuned_on_rows"]
     assert ooc.params["C_per_fold"] == mem.params["C_per_fold"]
+
+
+@pytest.mark.parametrize("probe", [LDAProbe(n_permutations=0),
+                                   LinearProbe(C=1.0, n_permutations=0, n_bootstrap=0)])
+def test_probes_out_of_core_without_permutations_report_the_binomial_p(tmp_path, probe):
+    X, codes = _data(300, 5, 3, seed=15, dtype=np.float32)
+    res = probe.fit(_memmap(tmp_path, X), _labels(codes)).result_
+    assert probe.out_of_core_ and "permutation" not in res.params
+    assert res.metrics["p_value"].n == 300 and res.params["streaming"]["passes"] >= 2
