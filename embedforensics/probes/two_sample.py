@@ -16,8 +16,12 @@ same?":
 
 MMD and energy p-values come from a permutation test of the labels within the pair,
 ``p = (1 + #{T_perm ≥ T_obs}) / (1 + B)``, which is valid (never anti-conservative) at any
-sample size. Permutations are evaluated in blocks (``diag(SᵀMS)`` for a block of
-permutation vectors ``S``), so no per-permutation Python loop runs. The exact statistics
+sample size; every test's statistic is one function of the labeling, applied to the
+observed and the permuted labelings alike. Permutations are evaluated in blocks
+(``diag(SᵀMS)`` for a block of permutation vectors ``S``), so no per-permutation Python loop
+runs, and by default each test stops sequentially (Besag–Clifford, ``stop_after``) once
+its p-value is clearly large; the permutations each test ran are recorded per pair, and a
+progress bar counts them. The exact statistics
 need the ``n × n`` matrices, so with ``method="auto"`` a pair with more than
 ``exact_max_rows`` rows switches to the linear-memory estimators of
 :mod:`embedforensics.probes.scalable` (random-Fourier-feature MMD, sliced energy distance);
@@ -38,54 +42,59 @@ from scipy.stats import false_discovery_control
 
 from embedforensics.probes import progress
 from embedforensics.probes.base import Metric, Plot, Probe, ProbeParameterError, ProbeResult
-from embedforensics.probes.scalable import rff_mmd_test, ridge_c2st, sliced_energy_test
+from embedforensics.probes.scalable import (
+    permutation_test,
+    rff_mmd_test,
+    ridge_c2st,
+    sliced_energy_test,
+    test_fields,
+)
 from embedforensics.probes.stats import fmt_p
 
 log = logging.getLogger(__name__)
 
-_BLOCK = 64  # permutations evaluated per matrix product
 WARN_PAIRS = 100
 """Above this many label pairs (15 labels) the probe warns that it will take a while."""
 EXACT_LIMIT = 20_000
 """Largest pair the exact n × n computation accepts (three float64 matrices ≈ 9 GiB)."""
 
 
-def permutation_statistics(M: np.ndarray, n_a: int, n_perm: int, rng: np.random.Generator
-                           ) -> tuple[float, np.ndarray]:
-    """``sᵀMs`` for the observed split (first ``n_a`` rows vs the rest) and ``n_perm``
-    random relabellings, computed in blocks of matrix products."""
-    n = M.shape[0]
-    n_b = n - n_a
-    base = np.concatenate([np.full(n_a, 1.0 / n_a), np.full(n_b, -1.0 / n_b)])
-    observed = float(base @ M @ base)
-    out = np.empty(n_perm)
-    for start in range(0, n_perm, _BLOCK):
-        k = min(_BLOCK, n_perm - start)
-        S = np.stack([base[rng.permutation(n)] for _ in range(k)], axis=1)  # n × k
-        out[start:start + k] = np.einsum("ij,ij->j", S, M @ S)
-    return observed, out
+class QuadraticForm:
+    """``sᵀMs`` for blocks of labelings, ``s = 1/n_a`` on the 'a' rows and ``−1/n_b`` on
+    the others: MMD² for a kernel matrix ``M``, minus the energy distance for a distance
+    matrix."""
+
+    def __init__(self, M: np.ndarray, n_a: int):
+        self.M, self.n_a, self.n_b = M, n_a, M.shape[0] - n_a
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        S = np.where(labels.T, 1.0 / self.n_a, -1.0 / self.n_b)  # n × k
+        return np.einsum("ij,ij->j", S, self.M @ S)
 
 
-def mmd_energy_tests(A: np.ndarray, B: np.ndarray, *, n_permutations: int, seed: int
-                     ) -> dict[str, float]:
-    """MMD² (Gaussian, median bandwidth) and energy distance with permutation p-values."""
+def mmd_energy_tests(A: np.ndarray, B: np.ndarray, *, n_permutations: int, seed: int,
+                     stop_after: int | None = None, progress: Any = None
+                     ) -> dict[str, Any]:
+    """MMD² (Gaussian, median bandwidth) and energy distance with permutation p-values
+    (:func:`embedforensics.probes.scalable.permutation_test`; the energy test's
+    permutations are seeded with ``seed + 1``)."""
     Z = np.concatenate([A, B]).astype(np.float64)
     D = cdist(Z, Z)
     upper = D[np.triu_indices_from(D, k=1)]
     bandwidth = float(np.median(upper)) if upper.size else 1.0
     bandwidth = bandwidth if bandwidth > 0 else 1.0
     K = np.exp(-(D ** 2) / (2 * bandwidth ** 2))
-    rng = np.random.default_rng(seed)
-    mmd, mmd_null = permutation_statistics(K, len(A), n_permutations, rng)
-    neg_energy, energy_null = permutation_statistics(D, len(A), n_permutations, rng)
-    energy = -neg_energy
-    return {
-        "mmd2": mmd, "mmd_p": (1 + int(np.sum(mmd_null >= mmd - 1e-12))) / (1 + n_permutations),
-        "energy": energy,
-        "energy_p": (1 + int(np.sum(-energy_null >= energy - 1e-12))) / (1 + n_permutations),
-        "bandwidth": bandwidth, "mmd_method": "exact (Gaussian kernel matrix)",
-        "energy_method": "exact (distance matrix)",
-    }
+    n, n_a = len(Z), len(A)
+    mmd = permutation_test(QuadraticForm(K, n_a), n, n_a, n_permutations=n_permutations,
+                           seed=seed, stop_after=stop_after, progress=progress)
+    del K
+    D *= -1.0  # the energy distance is −sᵀDs: larger is more different
+    energy = permutation_test(QuadraticForm(D, n_a), n, n_a, n_permutations=n_permutations,
+                              seed=seed + 1, stop_after=stop_after, progress=progress)
+    return {"mmd2": mmd.observed, **test_fields("mmd", mmd), "energy": energy.observed,
+            **test_fields("energy", energy), "bandwidth": bandwidth,
+            "mmd_method": "exact (Gaussian kernel matrix)",
+            "energy_method": "exact (distance matrix)"}
 
 
 class TwoSampleProbe(Probe):
@@ -96,6 +105,11 @@ class TwoSampleProbe(Probe):
     n_permutations : int, default 999
         Label permutations per pair for every test (the classifier test refits per
         permutation).
+    stop_after : int or None, default 10
+        Sequential stopping of every permutation test (Besag–Clifford): a test stops once
+        this many permuted statistics reach the observed one and reports p = stop_after /
+        permutations run (valid, and most of the work saved when p is clearly large). The
+        permutations each test ran are in the pairs table. None runs every permutation.
     max_per_label : int or None, default None
         Rows per label used by the tests (seeded subsample above this); None uses all.
     n_folds : int, default 5
@@ -127,6 +141,7 @@ class TwoSampleProbe(Probe):
     headline: ClassVar[str | None] = "mean_c2st_accuracy"
     _param_specs: ClassVar[dict[str, tuple]] = {
         "n_permutations": ("int", 19, None, None),
+        "stop_after": ("int_or_none", 1, None, None),
         "max_per_label": ("int_or_none", 5, None, None),
         "n_folds": ("int", 2, None, None),
         "seed": ("int", 0, 2**32 - 1, None),
@@ -138,11 +153,12 @@ class TwoSampleProbe(Probe):
         "max_pairs": ("int", 1, None, None),
     }
 
-    def __init__(self, *, n_permutations: int = 999, max_per_label: int | None = None,
-                 n_folds: int = 5, seed: int = 0, method: str = "auto",
-                 exact_max_rows: int = 4000, n_features: int = 512, n_directions: int = 64,
-                 c2st_ridge: float = 1.0, max_pairs: int = 300):
+    def __init__(self, *, n_permutations: int = 999, stop_after: int | None = 10,
+                 max_per_label: int | None = None, n_folds: int = 5, seed: int = 0,
+                 method: str = "auto", exact_max_rows: int = 4000, n_features: int = 512,
+                 n_directions: int = 64, c2st_ridge: float = 1.0, max_pairs: int = 300):
         self.n_permutations = n_permutations
+        self.stop_after = stop_after
         self.max_per_label = max_per_label
         self.n_folds = n_folds
         self.seed = seed
@@ -184,15 +200,24 @@ class TwoSampleProbe(Probe):
             return f"p ≤ {floor:.2g} (floor with {self.n_permutations} permutations)"
         return fmt_p(p)
 
-    def pair_tests(self, A: np.ndarray, B: np.ndarray, seed: int) -> dict[str, Any]:
-        """All three tests for one pair (rows of ``A`` against rows of ``B``)."""
+    def _perms_text(self) -> str:
+        if self.stop_after is None:
+            return f"{self.n_permutations} permutations"
+        return (f"up to {self.n_permutations} permutations, stopped sequentially once "
+                f"{self.stop_after} permuted statistics reach the observed one")
+
+    def pair_tests(self, A: np.ndarray, B: np.ndarray, seed: int, bar: Any = None
+                   ) -> dict[str, Any]:
+        """All three tests for one pair (rows of ``A`` against rows of ``B``); ``bar``, a
+        tqdm-like progress bar, advances by one per permutation evaluated."""
         scalable = self.method == "scalable" or (
             self.method == "auto" and len(A) + len(B) > self.exact_max_rows)
+        perms = {"n_permutations": self.n_permutations, "stop_after": self.stop_after,
+                 "progress": bar}
         if scalable:
-            tests = {**rff_mmd_test(A, B, n_permutations=self.n_permutations, seed=seed,
-                                    n_features=self.n_features),
-                     **sliced_energy_test(A, B, n_permutations=self.n_permutations,
-                                          seed=seed + 1, n_directions=self.n_directions)}
+            tests = {**rff_mmd_test(A, B, seed=seed, n_features=self.n_features, **perms),
+                     **sliced_energy_test(A, B, seed=seed + 1,
+                                          n_directions=self.n_directions, **perms)}
         else:
             n = len(A) + len(B)
             if n > EXACT_LIMIT:
@@ -200,16 +225,18 @@ class TwoSampleProbe(Probe):
                     f"TwoSampleProbe: method='exact' needs {n} × {n} matrices "
                     f"(~{3 * 8 * n * n / 2**30:.0f} GiB) for this pair; use method='auto' or "
                     f"'scalable', or set max_per_label.")
-            tests = mmd_energy_tests(A, B, n_permutations=self.n_permutations, seed=seed)
+            tests = mmd_energy_tests(A, B, seed=seed, **perms)
         folds = int(min(self.n_folds, len(A), len(B)))
         if folds >= 2:
             is_a = np.r_[np.ones(len(A), bool), np.zeros(len(B), bool)]
             tests.update(ridge_c2st(np.concatenate([A, B]), is_a, n_folds=folds,
-                                    n_permutations=self.n_permutations, seed=seed + 2,
-                                    ridge=self.c2st_ridge))
+                                    seed=seed + 2, ridge=self.c2st_ridge, **perms))
         else:
             tests.update({"c2st_accuracy": float("nan"), "c2st_p": 1.0,
-                          "c2st_null_mean": float("nan"), "c2st_n": len(A) + len(B)})
+                          "c2st_null_mean": float("nan"), "c2st_n": len(A) + len(B),
+                          "c2st_permutations_run": 0, "c2st_stopped_early": False})
+            if bar is not None:
+                bar.update(self.n_permutations)
         return tests
 
     def _fit(self, X: np.ndarray, y: np.ndarray, **context: Any) -> ProbeResult:
@@ -223,7 +250,11 @@ class TwoSampleProbe(Probe):
         with progress.bar(len(pairs), "two_sample: label pairs", "pair") as bar:
             for i, (a, b) in enumerate(pairs):
                 ra, rb = rows[a], rows[b]
-                tests = self.pair_tests(X[ra], X[rb], self.seed + 7919 * (i + 1))
+                with progress.bar(3 * self.n_permutations,
+                                  f"two_sample: {a} vs {b}, permutations of 3 tests",
+                                  "perm") as perm_bar:
+                    tests = self.pair_tests(X[ra], X[rb], self.seed + 7919 * (i + 1),
+                                            perm_bar)
                 records.append({"a": a, "b": b, "n_a": len(ra), "n_b": len(rb), **tests})
                 bar.update(1)
         for test in ("mmd", "energy", "c2st"):
@@ -242,6 +273,7 @@ class TwoSampleProbe(Probe):
             return m.round(6).tolist()
 
         level = 0.05
+        perms = self._perms_text()
         n_sig = {t: sum(r[f"{t}_p_adj"] < level for r in records) for t in ("mmd", "energy",
                                                                               "c2st")}
         min_p = min(r["mmd_p_adj"] for r in records)
@@ -258,17 +290,16 @@ class TwoSampleProbe(Probe):
                             "null mean in the table)."),
             "mmd_pairs_significant": Metric(
                 value=n_sig["mmd"], n=len(records),
-                method=f"permutation test ({self.n_permutations} permutations), BH-adjusted "
-                       f"p < {level}", description="Pairs whose distributions differ by MMD."),
+                method=f"permutation test ({perms}), BH-adjusted p < {level}",
+                description="Pairs whose distributions differ by MMD."),
             "energy_pairs_significant": Metric(
                 value=n_sig["energy"], n=len(records),
-                method=f"permutation test ({self.n_permutations} permutations), BH-adjusted "
-                       f"p < {level}",
+                method=f"permutation test ({perms}), BH-adjusted p < {level}",
                 description="Pairs whose distributions differ by energy distance."),
             "c2st_pairs_significant": Metric(
                 value=n_sig["c2st"], n=len(records),
                 method=f"{self.n_folds}-fold ridge discriminant, permutation test with refits "
-                       f"({self.n_permutations} permutations), BH-adjusted p < {level}",
+                       f"({perms}), BH-adjusted p < {level}",
                 description="Pairs a classifier tells apart better than the majority rate."),
             "min_mmd_p_adjusted": Metric(
                 value=min_p, n=len(records), method="minimum over pairs",
@@ -276,10 +307,13 @@ class TwoSampleProbe(Probe):
                             f"go below 1/(1+{self.n_permutations}).")}
         columns = ["label a", "label b", "n a", "n b", "MMD²", "MMD p (BH)", "energy",
                    "energy p (BH)", "C2ST accuracy", "C2ST p (BH)", "C2ST null mean",
-                   "MMD method", "energy method"]
+                   "MMD method", "energy method", "MMD permutations run",
+                   "energy permutations run", "C2ST permutations run"]
         table_rows = [[r["a"], r["b"], r["n_a"], r["n_b"], r["mmd2"], r["mmd_p_adj"],
                        r["energy"], r["energy_p_adj"], r["c2st_accuracy"], r["c2st_p_adj"],
-                       r["c2st_null_mean"], r["mmd_method"], r["energy_method"]]
+                       r["c2st_null_mean"], r["mmd_method"], r["energy_method"],
+                       r["mmd_permutations_run"], r["energy_permutations_run"],
+                       r["c2st_permutations_run"]]
                       for r in records]
         plots = [Plot(kind="matrix", title="Classifier two-sample accuracy per pair",
                       data={"values": matrix("c2st_accuracy", float("nan")),
@@ -299,12 +333,15 @@ class TwoSampleProbe(Probe):
             f"Two-sample tests over {len(records)} label pair(s) (BH-adjusted, level {level}): "
             f"MMD finds {n_sig['mmd']}, energy distance {n_sig['energy']} and the classifier "
             f"test {n_sig['c2st']} pair(s) different (smallest MMD {self._fmt_floor(min_p)}; "
-            f"{self.n_permutations} permutations, "
+            f"{perms}, "
             f"{'all' if self.max_per_label is None else f'≤{self.max_per_label}'} rows per "
             f"label, n={len(y)}).")
         # the constructor's parameters are added by fit
         params = {"methods_used": sorted({f"MMD: {r['mmd_method']}; energy: "
                                           f"{r['energy_method']}" for r in records}),
-                  "bandwidths": {f"{r['a']}|{r['b']}": r["bandwidth"] for r in records}}
+                  "bandwidths": {f"{r['a']}|{r['b']}": r["bandwidth"] for r in records},
+                  "permutations_run": {f"{r['a']}|{r['b']}": {
+                      t: r[f"{t}_permutations_run"] for t in ("mmd", "energy", "c2st")}
+                      for r in records}}
         return ProbeResult(probe=self.name, summary=summary, metrics=metrics, tables=tables,
                            plots=plots, params=params)

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from embedforensics.probes import scalable
 from embedforensics.probes.scalable import (
+    RFFMMD,
+    RidgeC2ST,
+    SlicedEnergy,
+    label_block,
+    median_bandwidth,
     permutation_p,
+    permutation_test,
+    rff_features,
     rff_mmd_test,
     ridge_c2st,
     sliced_energy_test,
@@ -67,6 +75,97 @@ def test_ridge_c2st_equals_sklearn_ridge_on_the_same_folds() -> None:
     assert out["c2st_accuracy"] == pytest.approx(correct / len(X))
 
 
+def _labelings(n: int, n_a: int, k: int, seed: int) -> np.ndarray:
+    """The observed labeling (first n_a rows) and k - 1 random ones with n_a rows of 'a'."""
+    out = np.zeros((k, n), bool)
+    out[0, :n_a] = True
+    rng = np.random.default_rng(seed)
+    for j in range(1, k):
+        out[j, rng.choice(n, n_a, replace=False)] = True
+    return out
+
+
+@pytest.mark.parametrize("n_a", [80, 23])
+def test_rff_block_statistic_equals_brute_force_per_labeling(monkeypatch, n_a) -> None:
+    monkeypatch.setattr(scalable, "ROW_CHUNK", 37)  # features computed in several chunks
+    A, B = _pair(7, n_a=n_a, n_b=60)
+    Z = np.concatenate([A, B])
+    labels = _labelings(len(Z), n_a, 9, seed=1)
+    got = RFFMMD(Z, n_a, 50, np.random.default_rng(3))(labels)
+    rng = np.random.default_rng(3)
+    Phi = rff_features(Z, median_bandwidth(Z, rng), 50, rng, dtype=np.float64)
+    for row, value in zip(labels, got, strict=True):
+        diff = Phi[row].mean(axis=0) - Phi[~row].mean(axis=0)
+        assert value == pytest.approx(diff @ diff, rel=1e-10)
+
+
+@pytest.mark.parametrize("n_a", [80, 23])
+def test_sliced_energy_block_statistic_equals_pairwise_brute_force(monkeypatch, n_a) -> None:
+    # chunks of 7 sorted positions: the running counts carry across chunks
+    monkeypatch.setattr(scalable, "SORTED_CHUNK", 7)
+    A, B = _pair(8, n_a=n_a, n_b=60, d=5)
+    Z = np.concatenate([A, B])
+    labels = _labelings(len(Z), n_a, 9, seed=2)
+    energy = SlicedEnergy(A, B, 6, np.random.default_rng(4))
+    got = energy(labels)
+    proj = Z @ energy.theta
+    for row, value in zip(labels, got, strict=True):
+        per_direction = [2 * cdist(p[row, None], p[~row, None]).mean()
+                         - cdist(p[row, None], p[row, None]).mean()
+                         - cdist(p[~row, None], p[~row, None]).mean() for p in proj.T]
+        expected = np.mean(per_direction) / sphere_mean_abs(5)
+        assert value == pytest.approx(expected, rel=1e-10)
+
+
+def test_ridge_c2st_block_equals_sklearn_refits_per_labeling(monkeypatch) -> None:
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import StandardScaler
+
+    monkeypatch.setattr(scalable, "ROW_CHUNK", 29)
+    A, B = _pair(9, shift=0.3, n_a=70, n_b=50, d=8)
+    X = np.concatenate([A, B])
+    labels = _labelings(len(X), 70, 6, seed=3)
+    got = RidgeC2ST(X, 4, seed=5, ridge=0.2)(labels)
+    for row, value in zip(labels, got, strict=True):
+        t = np.where(row, 1.0, -1.0)
+        correct = 0
+        for train, test in KFold(4, shuffle=True, random_state=5).split(X):
+            sc = StandardScaler().fit(X[train])
+            model = Ridge(alpha=0.2 * len(train)).fit(sc.transform(X[train]), t[train])
+            correct += np.sum((model.predict(sc.transform(X[test])) > 0) == row[test])
+        assert value == correct / len(X)
+
+
+def test_ridge_c2st_labels_rows_wherever_they_are() -> None:
+    A, B = _pair(10, shift=0.5, n_a=40, n_b=40, d=4)
+    X = np.concatenate([A, B])
+    is_a = np.r_[np.ones(40, bool), np.zeros(40, bool)]
+    mixed = np.random.default_rng(0).permutation(80)
+    first = ridge_c2st(X, is_a, n_folds=4, n_permutations=19, seed=1)
+    # the same rows in another order, with the folds drawn on the new order
+    other = ridge_c2st(X[mixed], is_a[mixed], n_folds=4, n_permutations=19, seed=1)
+    expected = RidgeC2ST(X[mixed], 4, seed=1)(is_a[mixed][None, :])[0]
+    assert other["c2st_accuracy"] == expected
+    assert 0.5 < first["c2st_accuracy"] and 0.5 < other["c2st_accuracy"]
+
+
+def test_permutations_do_not_depend_on_the_block_or_on_stopping() -> None:
+    whole = label_block(50, 20, 7, np.arange(10))
+    assert whole.sum(axis=1).tolist() == [20] * 10
+    parts = np.concatenate([label_block(50, 20, 7, np.arange(4)),
+                            label_block(50, 20, 7, np.arange(4, 10))])
+    assert np.array_equal(whole, parts)
+    assert len({row.tobytes() for row in whole}) == 10
+    A, B = _pair(11, shift=0.0, n_a=30, n_b=30)
+    energy = SlicedEnergy(A, B, 4, np.random.default_rng(0))
+    full = permutation_test(energy, 60, 30, n_permutations=99, seed=3)
+    stopped = permutation_test(energy, 60, 30, n_permutations=99, seed=3, stop_after=3)
+    assert stopped.stopped_early and stopped.p == 3 / stopped.n_evaluated
+    np.testing.assert_array_equal(stopped.null, full.null[:stopped.n_evaluated])
+    assert full.p == permutation_p(full.observed, full.null)
+
+
 def test_permutation_p_counts_ties_against_rejection() -> None:
     assert permutation_p(0.5, np.array([0.5, 0.1, 0.2])) == 2 / 4
     assert permutation_p(0.9, np.array([0.5, 0.1, 0.2])) == 1 / 4
@@ -86,6 +185,25 @@ def test_scalable_tests_are_calibrated_under_a_true_null() -> None:
                                          n_permutations=39, seed=seed)["c2st_p"] <= 0.05
     # binomial(100, 0.05): mean 5, sd 2.2; 11 is 2.7 sd above the level
     assert all(count <= 11 for count in rejections.values()), rejections
+
+
+def test_sequentially_stopped_tests_are_calibrated_under_a_true_null() -> None:
+    reps, rejections, run = 100, {"mmd": 0, "energy": 0, "c2st": 0}, 0
+    for seed in range(reps):
+        rng = np.random.default_rng(300 + seed)
+        A, B = rng.normal(size=(25, 4)), rng.normal(size=(25, 4))
+        out = {**rff_mmd_test(A, B, n_permutations=99, seed=seed, n_features=64,
+                              stop_after=5),
+               **sliced_energy_test(A, B, n_permutations=99, seed=seed, n_directions=8,
+                                    stop_after=5),
+               **ridge_c2st(np.concatenate([A, B]), np.r_[np.ones(25, bool),
+                                                            np.zeros(25, bool)],
+                            n_folds=5, n_permutations=99, seed=seed, stop_after=5)}
+        for test in rejections:
+            rejections[test] += out[f"{test}_p"] <= 0.05
+            run += out[f"{test}_permutations_run"]
+    assert all(count <= 11 for count in rejections.values()), rejections
+    assert run < 0.5 * 3 * reps * 99  # under the null most tests stop early
 
 
 def test_scalable_tests_detect_a_shift() -> None:
