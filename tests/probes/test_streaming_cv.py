@@ -15,6 +15,7 @@ from embedforensics.probes.lda import LDAProbe
 from embedforensics.probes.linear import LinearProbe
 from embedforensics.probes.permutation import fold_ids
 from embedforensics.probes.streaming_cv import (
+    chunks,
     permutation_rows,
     streamed_cv_lda,
     streamed_cv_logistic,
@@ -254,3 +255,23 @@ def test_probes_out_of_core_without_permutations_report_the_binomial_p(tmp_path,
     res = probe.fit(_memmap(tmp_path, X), _labels(codes)).result_
     assert probe.out_of_core_ and "permutation" not in res.params
     assert res.metrics["p_value"].n == 300 and res.params["streaming"]["passes"] >= 2
+
+
+# ---- page release of consumed chunks --------------------------------------------------------
+def test_chunks_release_pages_without_losing_data(tmp_path):
+    X = np.arange(3000 * 7, dtype=np.float32).reshape(3000, 7)
+    m = _memmap(tmp_path, X)
+    got = np.concatenate([c for _, c in chunks(m, 256, None)])
+    assert np.array_equal(got, X)
+    again = np.concatenate([c for _, c in chunks(m, 256, None)])  # pages fault back in
+    assert np.array_equal(again, X)
+    # a writable map keeps what was written through it
+    w = np.load(tmp_path / "X.npy", mmap_mode="r+")
+    w[:10] = -1.0
+    list(chunks(w, 256, None))
+    assert np.all(w[:10] == -1.0)
+    # copy-on-write changes would be discarded by the release: it is a no-op there
+    c = np.load(tmp_path / "X.npy", mmap_mode="c")
+    c[20:30] = 7.0
+    list(chunks(c, 256, None))
+    assert np.all(c[20:30] == 7.0)
