@@ -60,7 +60,8 @@ def embeddings_and_texts(pool: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 BASELINE_KEYS = (
     "baselines: embedding vs best surface baseline, corrected repeated-CV t (5x5 folds)",
-    "baselines: best surface baseline vs chance, permutation with refits",
+    "baselines: best surface baseline vs chance, exact permutation of nested-CV ridge "
+    "read-outs (closed form)",
     "baselines: summary says 'the sources differ in surface statistics'",
     "baselines: embedding vs best baseline, McNemar (old, replaced)",
 )
@@ -127,8 +128,9 @@ def main() -> None:
     parser.add_argument("--baselines", choices=("with", "only", "without"), default="with",
                         help="the baselines probe's comparison: with the other tests, only it "
                              "(the texts are needed), or not at all")
-    parser.add_argument("--baselines-permutations", type=int, default=19,
-                        help="permutations of the best-baseline-vs-chance test")
+    parser.add_argument("--baselines-permutations", type=int, default=99,
+                        help="permutations of the best-baseline-vs-chance test (the probe's "
+                             "default; closed-form ridge refits since issue 20, so cheap)")
     parser.add_argument("--baselines-power-n", type=int, default=300,
                         help="per side for the baselines' power rows (fresh vs rotten)")
     parser.add_argument("--baselines-power-mode", default="fresh-rotten",
