@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true",
                     help="also each probe without permutations/bootstrap, out of core and "
                          "in memory")
+    ap.add_argument("--modes", nargs="+", choices=["default", "bare", "bare-in-memory"],
+                    help="runs per probe (default: default, or all three with --compare)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="default", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -155,7 +157,8 @@ def main() -> None:
               f"{args.data.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s",
               flush=True)
     rows = []
-    modes = ["default", "bare", "bare-in-memory"] if args.compare else ["default"]
+    modes = args.modes or (["default", "bare", "bare-in-memory"] if args.compare
+                           else ["default"])
     for probe in args.probes:
         for mode in modes:
             out = subprocess.run([sys.executable, __file__, "--data", str(args.data),
