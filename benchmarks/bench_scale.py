@@ -38,6 +38,8 @@ from embedforensics.runner import package_versions
 class FileRows:
     """Row-sliceable view of a raw float32 ``n × d`` file, read on demand."""
 
+    dtype = np.dtype(np.float32)  # lets the streaming code pick float32 products
+
     def __init__(self, path: Path, n: int, d: int):
         self.path, self.shape = path, (n, d)
 
