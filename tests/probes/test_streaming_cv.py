@@ -275,3 +275,12 @@ def test_chunks_release_pages_without_losing_data(tmp_path):
     c[20:30] = 7.0
     list(chunks(c, 256, None))
     assert np.all(c[20:30] == 7.0)
+
+
+def test_lda_probe_without_shrinkage_survives_a_constant_feature_out_of_core(tmp_path):
+    X, codes = _data(300, 6, 2, seed=16, dtype=np.float32)  # feature 3 is constant
+    y = _labels(codes)
+    mem = LDAProbe(shrinkage="none", n_permutations=0).fit(X, y).result_
+    ooc = LDAProbe(shrinkage="none", n_permutations=0).fit(_memmap(tmp_path, X), y).result_
+    assert ooc.metrics["accuracy"].value == mem.metrics["accuracy"].value
+    assert np.all(np.isfinite(ooc.plots[0].data["x"]))
