@@ -299,12 +299,14 @@ class SurfaceBaselineProbe(Probe):
         Sequential stopping of the chance test (Besag–Clifford): stop once this many
         permuted statistics reach the observed one (p = stop_after / permutations run).
         None runs every permutation.
-    chance_max_rows : int or None, default 2000
+    chance_max_rows : int or None, default 1500
         Above this many rows the chance test runs on a seeded stratified subsample of
         about this many (every label keeps at least ``n_folds``), on stratified folds of
-        that subsample; its cost grows with the cube of the rows (the lexical ridge works
-        in the n-dimensional row space of the n-gram features). The rows used are the
-        ``n`` of ``best_baseline_p_value`` and of the ridge accuracies. None: all rows.
+        that subsample. Its cost grows with about the cube of the rows (the lexical ridge
+        works in the n-dimensional row space of the n-gram features): measured on review
+        snippets, BLAS 1 thread, about 3 s at 1,000 rows, 9 s at 1,500, 19 s at 2,000
+        (benchmarks/results/baselines_speed.md). The rows used are the ``n`` of
+        ``best_baseline_p_value`` and of the ridge accuracies. None: all rows.
     """
 
     name: ClassVar[str] = "baselines"
@@ -327,7 +329,7 @@ class SurfaceBaselineProbe(Probe):
 
     def __init__(self, *, n_folds: int = 5, max_features: int = 50000, C: float = 1.0,
                  seed: int = 0, n_repeats: int = 5, n_permutations: int = 99,
-                 stop_after: int | None = None, chance_max_rows: int | None = 2000):
+                 stop_after: int | None = None, chance_max_rows: int | None = 1500):
         self.n_folds = n_folds
         self.max_features = max_features
         self.C = C
