@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, mannwhitneyu
+from scipy.stats import binomtest
 
 from embedforensics.probes.base import Metric, ProbeParameterError
 
@@ -242,21 +242,32 @@ def auroc_batch(codes: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> np.nd
     for more it is the unweighted mean of the one-vs-rest AUROCs, i.e. scikit-learn's
     ``roc_auc_score(..., multi_class="ovr", average="macro")``. Each AUROC is the
     Mann–Whitney U of the positives' scores against the others' divided by
-    ``n_pos * n_neg`` (ties count one half), computed by scipy along the batch axis; the
-    resamples must keep every label's count fixed, as the stratified bootstrap does.
+    ``n_pos * n_neg`` (ties count one half).
+
+    A resample is a multiset of rows, so its U depends only on how often it drew each row:
+    with the rows sorted by score once and grouped into ties, ``U = Σ_g P_g (N_<g + N_g/2)``
+    where ``P_g`` / ``N_g`` count the resample's positive / negative draws in tie group
+    ``g`` and ``N_<g`` its negative draws below it — ``O(n)`` per resample instead of a
+    rank sort each (the same numbers as ranking every resample; tests compare them).
     """
+    b, n = idx.shape
     k = scores.shape[1]
-    resampled_codes = codes[idx]
+    counts = np.bincount((np.arange(b)[:, None] * n + idx).ravel(),
+                         minlength=b * n).reshape(b, n).astype(np.int32)
     positives = [1] if k == 2 else range(k)
     aucs = []
     for c in positives:
-        is_pos = resampled_codes == c
-        n_pos = int(is_pos[0].sum())
-        s = scores[idx, c]
-        pos = s[is_pos].reshape(len(idx), n_pos)
-        neg = s[~is_pos].reshape(len(idx), idx.shape[1] - n_pos)
-        u = mannwhitneyu(pos, neg, axis=1, method="asymptotic").statistic
-        aucs.append(u / (n_pos * neg.shape[1]))
+        order = np.argsort(scores[:, c], kind="stable")
+        sorted_scores = scores[order, c]
+        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        is_pos = codes[order] == c
+        drawn = counts[:, order]
+        P = np.add.reduceat(drawn * is_pos, starts, axis=1).astype(np.float64)
+        N = np.add.reduceat(drawn * ~is_pos, starts, axis=1).astype(np.float64)
+        below = np.cumsum(N, axis=1) - N
+        u = np.sum(P * (below + 0.5 * N), axis=1)
+        n_pos = P.sum(axis=1)
+        aucs.append(u / (n_pos * (n - n_pos)))
     return np.mean(aucs, axis=0)
 
 
