@@ -110,7 +110,8 @@ class Probe(BaseEstimator):
         result.params = {**self.get_params(), **result.params}
         if self.out_of_core_:
             result.params["out_of_core"] = {
-                "rows": int(len(y)), "how": "memory-mapped embeddings read in row chunks"}
+                "rows": int(len(y)), "how": "memory-mapped embeddings read in row chunks",
+                **(result.params.get("out_of_core") or {})}
         elif in_memory is not None:
             result.params["out_of_core"] = in_memory
             if in_memory["subsampled"]:
@@ -216,9 +217,14 @@ def is_memory_mapped(X: Any) -> bool:
 
 def first_nonfinite_row(X: np.ndarray, chunk_rows: int = CHECK_ROWS) -> int | None:
     """Index of the first row holding NaN or ±inf, else None; read in row chunks so a
-    memory-mapped matrix is never held whole (nor its boolean mask)."""
+    memory-mapped matrix is never held whole (nor its boolean mask), each chunk's pages
+    of the map handed back once checked."""
+    from embedforensics.probes.streaming import page_releaser
+
+    release = page_releaser(X)
     for start in range(0, len(X), chunk_rows):
         finite = np.isfinite(X[start:start + chunk_rows])
+        release(start, start + chunk_rows)
         if not finite.all():
             return start + int(np.flatnonzero(~finite.all(axis=1))[0])
     return None

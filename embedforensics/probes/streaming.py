@@ -30,7 +30,7 @@ copies release the GIL), and advises a memory map that it will be read sequentia
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,25 +61,73 @@ def _advise_sequential(X: Any) -> None:
         seen += 1
 
 
+def page_releaser(X: Any) -> Callable[[int, int], None]:
+    """``release(start, stop)``: drop rows ``start:stop`` of a memory-mapped, C-contiguous
+    ``X`` from this process's mapping (``madvise(MADV_DONTNEED)``; the file's pages stay in
+    the page cache and a later read faults them back in). A no-op for anything else and for
+    copy-on-write maps (``mode="c"``, whose private changes it would discard)."""
+    import contextlib
+    import mmap
+
+    def nothing(start: int, stop: int) -> None:
+        return None
+
+    if not hasattr(mmap, "MADV_DONTNEED") or not getattr(X, "flags", None) \
+            or not X.flags.c_contiguous or X.ndim != 2:
+        return nothing
+    base, seen, mode = X, 0, None
+    while base is not None and seen < 32 and not isinstance(base, mmap.mmap):
+        mode = getattr(base, "mode", mode)
+        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+        seen += 1
+    if not isinstance(base, mmap.mmap) or mode not in ("r", "r+", "w+", "readonly",
+                                                       "readwrite", "write"):
+        return nothing
+    mm = base
+    try:
+        origin = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    except (TypeError, ValueError):
+        return nothing
+    page = mmap.PAGESIZE
+    first = X.ctypes.data - origin
+    row_bytes = X.strides[0]
+
+    def release(start: int, stop: int) -> None:
+        lo = (first + start * row_bytes) // page * page
+        hi = min(len(mm), -(-(first + stop * row_bytes) // page) * page)
+        if hi > lo >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    return release
+
+
 def row_chunks(X: Any, chunk_rows: int = CHUNK_ROWS, dtype: Any = np.float64,
                prefetch: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, rows)`` chunks of ``X`` as in-memory arrays of ``dtype`` (``None``: keep a
     float32 or float64 input's own type, else float64).
 
     With ``prefetch`` the next chunk is read by a worker thread while the caller computes
-    on the current one, so reading a file from disk overlaps the matrix products.
+    on the current one, so reading a file from disk overlaps the matrix products. Once a
+    chunk of a memory map is copied its pages are released (:func:`page_releaser`), so the
+    process's resident size does not grow to the file's.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     n = X.shape[0]
     _advise_sequential(X)
 
+    release = page_releaser(X)
+
     def read(start: int) -> np.ndarray:
-        chunk = X[start:min(n, start + chunk_rows)]
+        stop = min(n, start + chunk_rows)
+        chunk = X[start:stop]
         want = dtype
         if want is None:
             want = chunk.dtype if chunk.dtype in (np.float32, np.float64) else np.float64
-        return np.array(chunk, dtype=want)  # a copy: the read happens here, not later
+        out = np.array(chunk, dtype=want)  # a copy: the read happens here, not later
+        release(start, stop)  # the copy is all we need: hand the map's pages back
+        return out
 
     starts = range(0, n, chunk_rows)
     if not prefetch or len(starts) < 2:
@@ -99,7 +147,7 @@ def _chunks(X: Any, chunk_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     return row_chunks(X, chunk_rows, np.float64)
 
 
-def _syrk_into(acc: np.ndarray, c: np.ndarray, block_rows: int) -> None:
+def syrk_into(acc: np.ndarray, c: np.ndarray, block_rows: int) -> None:
     """``acc += cᵀc`` (upper triangle only) with BLAS ``syrk`` in ``c``'s precision, in
     blocks of ``block_rows`` rows each summed into the float64 ``acc``."""
     from scipy.linalg.blas import get_blas_funcs
@@ -110,7 +158,7 @@ def _syrk_into(acc: np.ndarray, c: np.ndarray, block_rows: int) -> None:
         acc += syrk(1.0, block.T, trans=0)  # block.T is Fortran-ordered: no copy
 
 
-def _symmetrised(upper: np.ndarray) -> np.ndarray:
+def symmetrised(upper: np.ndarray) -> np.ndarray:
     return np.triu(upper) + np.triu(upper, 1).T
 
 
@@ -147,12 +195,12 @@ def streaming_moments(X: Any, chunk_rows: int = CHUNK_ROWS, precision: str = "au
             shift = chunk.mean(axis=0, dtype=np.float64).astype(work)
         c = np.subtract(chunk, shift, out=chunk)
         total += c.sum(axis=0, dtype=np.float64)
-        _syrk_into(cross, c, BLOCK_ROWS if single else len(c))
+        syrk_into(cross, c, BLOCK_ROWS if single else len(c))
         n += len(c)
     if shift is None:
         raise ValueError("streaming_moments needs at least one row")
     mean_c = total / n
-    scatter = _symmetrised(cross) - n * np.outer(mean_c, mean_c)
+    scatter = symmetrised(cross) - n * np.outer(mean_c, mean_c)
     return Moments(n=n, mean=shift.astype(np.float64) + mean_c, scatter=scatter)
 
 

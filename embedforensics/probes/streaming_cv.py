@@ -36,94 +36,34 @@ mapped into the process and its resident size grows to the file's (5.4 GB peak R
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from embedforensics.probes.streaming import CHUNK_ROWS, row_chunks
+from embedforensics.probes.streaming import (
+    BLOCK_ROWS,
+    CHUNK_ROWS,
+    FLOAT32_CELLS,
+    page_releaser,
+    row_chunks,
+    symmetrised,
+    syrk_into,
+)
 
 CHUNK_BYTES = 64 << 20
 """Bytes of one float64 chunk: bounds the per-chunk temporaries whatever ``d`` is."""
-
-FLOAT32_CELLS = 1 << 24
-"""Float32 inputs with at least this many cells get float32 scatter products (summed in
-float64 per block of ``BLOCK_ROWS`` rows), as :mod:`~embedforensics.probes.streaming`."""
-
-BLOCK_ROWS = 16_384
-"""Rows per float32 ``syrk`` product before its sum joins the float64 accumulator."""
-
 
 def chunk_rows_for(d: int) -> int:
     """Rows per chunk so one float64 chunk of ``d`` columns is at most ``CHUNK_BYTES``."""
     return int(max(256, min(CHUNK_ROWS, CHUNK_BYTES // (8 * max(d, 1)))))
 
 
-def _page_releaser(X: Any) -> Callable[[int, int], None]:
-    """``release(start, stop)``: drop rows ``start:stop`` of a memory-mapped, C-contiguous
-    ``X`` from this process's mapping (``madvise(MADV_DONTNEED)``; the file's pages stay in
-    the page cache and a later read faults them back in). A no-op for anything else and for
-    copy-on-write maps (``mode="c"``, whose private changes it would discard)."""
-    import contextlib
-    import mmap
-
-    def nothing(start: int, stop: int) -> None:
-        return None
-
-    if not hasattr(mmap, "MADV_DONTNEED") or not getattr(X, "flags", None) \
-            or not X.flags.c_contiguous or X.ndim != 2:
-        return nothing
-    base, seen, mode = X, 0, None
-    while base is not None and seen < 32 and not isinstance(base, mmap.mmap):
-        mode = getattr(base, "mode", mode)
-        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-        seen += 1
-    if not isinstance(base, mmap.mmap) or mode not in ("r", "r+", "w+", "readonly",
-                                                       "readwrite", "write"):
-        return nothing
-    mm = base
-    try:
-        origin = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    except (TypeError, ValueError):
-        return nothing
-    page = mmap.PAGESIZE
-    first = X.ctypes.data - origin
-    row_bytes = X.strides[0]
-
-    def release(start: int, stop: int) -> None:
-        lo = (first + start * row_bytes) // page * page
-        hi = min(len(mm), -(-(first + stop * row_bytes) // page) * page)
-        if hi > lo >= 0:
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-    return release
-
-
 def chunks(X: Any, rows: int, dtype: Any) -> Iterator[tuple[int, np.ndarray]]:
     """:func:`~embedforensics.probes.streaming.row_chunks` of ``X`` (``(start, in-memory
-    copy)``), each chunk's pages of a memory map released once the caller moves on."""
-    release = _page_releaser(X)
-    for start, chunk in row_chunks(X, rows, dtype):
-        yield start, chunk
-        release(start, start + len(chunk))
-
-
-def _syrk_add(acc: np.ndarray, c: np.ndarray, block_rows: int) -> None:
-    """``acc += cᵀc`` in the upper triangle, BLAS ``syrk`` in ``c``'s precision, summed into
-    the float64 ``acc`` every ``block_rows`` rows."""
-    from scipy.linalg.blas import get_blas_funcs
-
-    if len(c) == 0:
-        return
-    syrk = get_blas_funcs("syrk", dtype=c.dtype)
-    for start in range(0, len(c), block_rows):
-        acc += syrk(1.0, c[start:start + block_rows].T, trans=0)
-
-
-def _sym(upper: np.ndarray) -> np.ndarray:
-    return np.triu(upper) + np.triu(upper, 1).T
+    copy)``); each chunk's pages of a memory map are released once copied."""
+    return row_chunks(X, rows, dtype)
 
 
 def _use_float32(X: Any, precision: str) -> bool:
@@ -204,7 +144,7 @@ class _Set:
 def _set_of(counts: np.ndarray, sums: np.ndarray, cross: np.ndarray) -> _Set:
     n = float(counts)
     mean_c = sums / n
-    return _Set(n, mean_c, _sym(cross) - n * np.outer(mean_c, mean_c))
+    return _Set(n, mean_c, symmetrised(cross) - n * np.outer(mean_c, mean_c))
 
 
 def _ledoit_wolf_cov(s: _Set, quartic: float) -> tuple[np.ndarray, float]:
@@ -319,7 +259,7 @@ def streamed_cv_lda(X: Any, codes: np.ndarray, fold: np.ndarray, k: int, *,
             part = c[bounds[j]:bounds[j + 1]]
             if len(part):
                 sums[j] += part.sum(axis=0, dtype=np.float64)
-                _syrk_add(cross[j], part, BLOCK_ROWS if single else len(part))
+                syrk_into(cross[j], part, BLOCK_ROWS if single else len(part))
     if shift is None:
         raise ValueError("streamed_cv_lda needs at least one row")
     passes = 1
@@ -554,7 +494,7 @@ def read_rows(X: Any, rows: np.ndarray, dtype: Any = np.float64,
     a memory map between each piece's first and last row are released afterwards (the
     kernel maps read-ahead around scattered rows: 2,000 rows of a 400 MB map left 370 MB
     of it resident)."""
-    release = _page_releaser(X)
+    release = page_releaser(X)
     out = np.empty((len(rows), X.shape[1]), dtype=dtype)
     for start in range(0, len(rows), chunk_rows):
         part = rows[start:start + chunk_rows]
