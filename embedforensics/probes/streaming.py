@@ -42,6 +42,9 @@ CHUNK_ROWS = 65_536
 BLOCK_ROWS = 16_384
 """Rows per float32 ``syrk`` product before its sum joins the float64 accumulator."""
 
+TRANSFORM_CHUNK_BYTES = 64 << 20
+"""Bytes of one float64 chunk when projecting rows (bounds the float64 temporaries)."""
+
 FLOAT32_CELLS = 1 << 24
 """Float32 inputs with at least this many cells (16,384 × 1,024) get float32 products."""
 
@@ -211,11 +214,13 @@ class StreamingPCA:
     explained_variance_: np.ndarray
     explained_variance_ratio_: np.ndarray
 
-    def transform(self, X: Any, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
-        """Scores (n × k) of the rows of ``X``, read in row chunks (a memory map is never
-        held whole)."""
+    def transform(self, X: Any, chunk_rows: int | None = None) -> np.ndarray:
+        """Scores (n × k) of the rows of ``X``, read in float64 row chunks of at most
+        ``TRANSFORM_CHUNK_BYTES`` (a memory map is never held whole)."""
+        d = X.shape[1]
+        rows = chunk_rows or max(256, TRANSFORM_CHUNK_BYTES // (8 * max(d, 1)))
         out = np.empty((X.shape[0], len(self.components_)))
-        for start, chunk in row_chunks(X, chunk_rows, np.float64):
+        for start, chunk in row_chunks(X, rows, np.float64):
             out[start:start + len(chunk)] = (chunk - self.mean_) @ self.components_.T
         return out
 
