@@ -55,6 +55,12 @@ BLOCK = 64
 ROW_CHUNK = 65_536
 """Rows per chunk when features or projections are computed, bounding temporaries."""
 
+BLOCK_BLAS_THREADS: int | None = 1
+"""BLAS threads for the permutation blocks' products (None: no limit). A block's products
+are ``k × n`` by ``n × D`` with ``k ≤`` :data:`BLOCK` columns, too thin to share between
+threads: on the shared 2-core machine two threads cost several times the CPU of one
+(benchmarks/results/two_sample_scale.md)."""
+
 SORTED_CHUNK = 2048
 """Sorted positions per chunk of the sliced-energy sums (``BLOCK × chunk`` float64 ≈ 1 MB,
 in cache)."""
@@ -96,10 +102,17 @@ def permutation_test(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_a:
     the same function of :func:`label_block` blocks, evaluated in blocks of :data:`BLOCK`
     and stopped sequentially after ``stop_after`` exceedances (None: every permutation).
     """
-    observed = float(statistic(observed_labels(n, n_a))[0])
-    return sequential_p(observed, lambda idx: statistic(label_block(n, n_a, seed, idx)),
-                        n_permutations, stop_after=stop_after, batch=BLOCK,
-                        progress=progress)
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    with (nullcontext() if BLOCK_BLAS_THREADS is None
+          else threadpool_limits(limits=BLOCK_BLAS_THREADS)):
+        observed = float(statistic(observed_labels(n, n_a))[0])
+        return sequential_p(observed,
+                            lambda idx: statistic(label_block(n, n_a, seed, idx)),
+                            n_permutations, stop_after=stop_after, batch=BLOCK,
+                            progress=progress)
 
 
 def describe_permutations(test: PermutationResult) -> str:
@@ -203,9 +216,18 @@ class SlicedEnergy:
 
     def __call__(self, labels: np.ndarray) -> np.ndarray:
         """Sliced energy per labeling (``(k, n)`` bool): ``2 ∫ (F_A − F_B)²`` averaged over
-        the directions, divided by ``c_d``."""
-        labels = np.ascontiguousarray(labels, dtype=bool)
+        the directions, divided by ``c_d``.
+
+        The labelings are bit-packed per row (``n × ⌈k/8⌉`` bytes), so gathering them in a
+        direction's sorted order reads a few bytes per row from a small array instead of
+        ``k`` scattered bytes; each chunk is unpacked by shifts into ``k × chunk`` 0/1 values.
+        """
+        labels = np.asarray(labels, dtype=bool)
         k, width = labels.shape[0], SORTED_CHUNK
+        packed = np.ascontiguousarray(np.packbits(labels, axis=0).T)  # n × ⌈k/8⌉, bit 7 first
+        n_bytes = packed.shape[1]
+        shifts = np.arange(7, -1, -1, dtype=np.uint8)[None, :, None]
+        bits = np.empty((n_bytes, 8, width), dtype=np.uint8)
         acc = np.zeros(k)
         counts = np.empty((k, width), dtype=np.int32)
         diff = np.empty((k, width))
@@ -215,8 +237,11 @@ class SlicedEnergy:
             carry[:] = 0
             for s in range(0, self.n - 1, width):
                 e = min(self.n - 1, s + width)
-                c, f = counts[:, :e - s], diff[:, :e - s]
-                np.cumsum(np.take(labels, order[s:e], axis=1), axis=1, dtype=np.int32, out=c)
+                c, f, b = counts[:, :e - s], diff[:, :e - s], bits[:, :, :e - s]
+                gathered = np.ascontiguousarray(packed[order[s:e]].T)[:, None, :]
+                np.right_shift(gathered, shifts, out=b)
+                np.bitwise_and(b, 1, out=b)                 # row 8q + r: bit 7 − r of byte q
+                np.cumsum(b.reshape(8 * n_bytes, -1)[:k], axis=1, dtype=np.int32, out=c)
                 c += carry
                 carry[:, 0] = c[:, -1]
                 np.subtract(c, self.expected[s:e], out=f)   # d_i, exact integers minus n_a p/n
