@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 heavy .venv/bin/python benchmarks/bench_baselines_speed.py default
     OMP_NUM_THREADS=1 heavy .venv/bin/python benchmarks/bench_baselines_speed.py scale
+    OMP_NUM_THREADS=1 heavy .venv/bin/python benchmarks/bench_baselines_speed.py power
 
 ``default``: the default study's cached embeddings and texts (``recipes/default.yaml``;
 run the study once first), the probe at its defaults, alternating in the same process the
@@ -11,8 +12,10 @@ times each; prints every run and the medians. ``scale``: the chance test alone
 (:func:`max_ridge_permutation_test`, 99 permutations, features included) on seeded
 stratified subsamples of real review snippets (the calibration pool: Rotten Tomatoes
 'fresh' and 'rotten', MiniLM) at ``--rows``, then the whole probe on the whole pool with
-its default ``chance_max_rows``. BLAS is limited to one thread; the load average is
-printed before and after.
+its default ``chance_max_rows``. ``power``: the chance test's power, old and new on the
+same data, against a surface marker (" !" appended to ``--marker-rate`` of one side's
+texts, two halves of 'fresh'; the generator of ``bench_calibration.py``'s surface-marker
+mode, other seeds). BLAS is limited to one thread; the load average is printed.
 """
 
 from __future__ import annotations
@@ -122,16 +125,58 @@ def scale(args: argparse.Namespace) -> None:
     print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
+def power(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_calibration import embeddings_and_texts
+
+    X, y, texts = embeddings_and_texts(pool=2400)
+    fresh, t_fresh = X[y == "fresh"], texts[y == "fresh"]
+    old = _old_module(args.old).SurfaceBaselineProbe
+    m, reps = args.power_n, args.power_reps
+    print(f"surface marker ' !' on {args.marker_rate:g} of one side's texts, {m} vs {m} "
+          f"'fresh' snippets, {reps} repetitions; load average {os.getloadavg()[0]:.2f}",
+          flush=True)
+    tests = {f"old ({args.old}): refit logistic regressions, 19 permutations": (old, 19),
+             "new: closed-form ridge read-outs, 19 permutations": (SurfaceBaselineProbe, 19),
+             "new: closed-form ridge read-outs, 99 permutations": (SurfaceBaselineProbe, 99)}
+    p = {k: [] for k in tests}
+    acc: dict[str, list[float]] = {}
+    for rep in range(reps):
+        rng = np.random.default_rng(20_000 + rep)
+        idx = rng.permutation(len(fresh))[: 2 * m]
+        tb = t_fresh[idx[m:]].copy()
+        marked = rng.random(m) < args.marker_rate
+        tb[marked] = [t + " !" for t in tb[marked]]
+        Xr = fresh[idx]
+        yr = np.array(["a"] * m + ["b"] * m)
+        T = list(np.concatenate([t_fresh[idx[:m]], tb]))
+        for name, (cls, B) in tests.items():
+            met = cls(seed=rep, n_permutations=B).fit(Xr, yr, texts=T).result_.metrics
+            p[name].append(met["best_baseline_p_value"].value)
+            for key in ("length_accuracy", "lexical_accuracy", "ridge_accuracy_length",
+                        "ridge_accuracy_lexical"):
+                if key in met and name.startswith("new") and B == 99:
+                    acc.setdefault(key, []).append(met[key].value)
+    print("| chance test | rejections at 0.05 |\n|---|---|")
+    for name, v in p.items():
+        print(f"| {name} | {int(np.sum(np.asarray(v) <= 0.05))}/{reps} |")
+    print("mean accuracies: " + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in acc.items()))
+    print(f"load average {os.getloadavg()[0]:.2f} after")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("default", "scale"))
+    parser.add_argument("what", choices=("default", "scale", "power"))
     parser.add_argument("--old", default="f808573",
                         help="revision with the former refit chance test")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", default=[500, 1000, 2000, 3000])
+    parser.add_argument("--marker-rate", type=float, default=0.3)
+    parser.add_argument("--power-n", type=int, default=300)
+    parser.add_argument("--power-reps", type=int, default=40)
     args = parser.parse_args()
     with threadpool_limits(1):
-        (default if args.what == "default" else scale)(args)
+        {"default": default, "scale": scale, "power": power}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -304,7 +304,7 @@ class SurfaceBaselineProbe(Probe):
         about this many (every label keeps at least ``n_folds``), on stratified folds of
         that subsample. Its cost grows with about the cube of the rows (the lexical ridge
         works in the n-dimensional row space of the n-gram features): measured on review
-        snippets, BLAS 1 thread, about 3 s at 1,000 rows, 9 s at 1,500, 19 s at 2,000
+        snippets, BLAS 1 thread, about 3 s at 1,000 rows, 8–9 s at 1,500, 18–19 s at 2,000
         (benchmarks/results/baselines_speed.md). The rows used are the ``n`` of
         ``best_baseline_p_value`` and of the ridge accuracies. None: all rows.
     """
