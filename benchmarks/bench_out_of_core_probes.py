@@ -193,11 +193,12 @@ def main() -> None:
                "bare-in-memory": "no perm./bootstrap, in memory"}[r["mode"]]
         print(f"| {r['probe']} | {run} | {r['rows']:,} × {r['dim']} | {r['wall_s']:.1f} | "
               f"{r['cpu_s']:.1f} | {r['peak_rss_bytes'] / 1e9:.2f} | "
-              f"{r['peak_anon_bytes'] / 1e9:.2f} | {r['accuracy']:.4f} | "
+              f"{r['peak_anon_bytes'] / 1e9:.2f} | "
+              f"{'—' if r['accuracy'] is None else format(r['accuracy'], '.4f')} | "
               f"{p} | {passes} |")
     if args.delete:
-        args.data.unlink()
-        args.data.with_suffix(".labels.npy").unlink()
+        args.data.unlink(missing_ok=True)
+        args.data.with_suffix(".labels.npy").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
