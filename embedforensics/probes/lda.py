@@ -56,7 +56,12 @@ from embedforensics.probes.stats import (
     plot_floats,
     stratified_subsample,
 )
-from embedforensics.probes.streaming_cv import permutation_rows, read_rows, streamed_cv_lda
+from embedforensics.probes.streaming_cv import (
+    note_subsampled_test,
+    permutation_rows,
+    read_rows,
+    streamed_cv_lda,
+)
 
 JITTER = 0.3
 """Half-width of the vertical jitter in the two-label strip plot (labels sit 1 apart)."""
@@ -251,15 +256,8 @@ class LDAProbe(Probe):
                 "test": self.permutation_test, "n_permutations": test.n_permutations,
                 "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
                 "folds": "fixed stratified folds; labels permuted within each fold"}
-            if streamed is not None:
-                params["permutation"].update(
-                    rows=n_test, rows_total=n,
-                    subsample="seeded stratified subsample (PERMUTATION_MAX_ROWS, within "
-                              "the probe memory budget) with its own stratified folds")
         if streamed is not None:
-            summary = (f"{summary[:-1]} [All {n:,} memory-mapped rows read in chunks"
-                       + (f"; p-value on a stratified subsample of {n_test:,}"
-                          if n_test < n else "") + ".]")
+            summary = note_subsampled_test(summary, params.get("permutation"), n, n_test)
             params["streaming"] = {
                 "passes": streamed.passes, "chunk_rows": streamed.chunk_rows,
                 "scatter_precision": streamed.precision,

@@ -72,6 +72,7 @@ from embedforensics.probes.stats import (
     stratified_subsample,
 )
 from embedforensics.probes.streaming_cv import (
+    note_subsampled_test,
     permutation_rows,
     read_rows,
     streamed_cv_logistic,
@@ -342,18 +343,11 @@ class LinearProbe(Probe):
                 "test": self.permutation_test, "n_permutations": test.n_permutations,
                 "n_evaluated": test.n_evaluated, "stopped_early": test.stopped_early,
                 "folds": "fixed stratified folds; labels permuted within each fold"}
-            if streamed is not None:
-                params["permutation"].update(
-                    rows=n_test, rows_total=n,
-                    subsample="seeded stratified subsample (PERMUTATION_MAX_ROWS, within "
-                              "the probe memory budget) with its own stratified folds")
             if self.permutation_test == "ridge":
                 params["permutation"]["ridge_penalty_per_row_per_fold"] = \
                     self._ridge_chosen
         if streamed is not None:
-            summary = (f"{summary[:-1]} [All {n:,} memory-mapped rows read in chunks"
-                       + (f"; p-value on a stratified subsample of {n_test:,}"
-                          if n_test < n else "") + ".]")
+            summary = note_subsampled_test(summary, params.get("permutation"), n, n_test)
             params["streaming"] = {
                 "passes": streamed.passes, "iterations": streamed.n_iter,
                 "converged": streamed.converged,

@@ -537,3 +537,18 @@ def permutation_rows(y: np.ndarray, d: int, seed: int, min_per_label: int) -> np
             take = min(min_per_label - have, len(rest))
             extra.append(rng.choice(rest, size=take, replace=False))
     return np.sort(np.concatenate([rows, *extra])) if extra else rows
+
+
+def note_subsampled_test(summary: str, permutation: dict[str, Any] | None, n: int,
+                         n_test: int) -> str:
+    """What a streaming probe adds to its result: the permutation test's rows (in
+    ``permutation``, the result's ``params.permutation``, when a test ran) and a closing
+    sentence on the summary saying all rows were read in chunks."""
+    if permutation is not None:
+        permutation.update(
+            rows=n_test, rows_total=n,
+            subsample="seeded stratified subsample (PERMUTATION_MAX_ROWS, within "
+                      "the probe memory budget) with its own stratified folds")
+    return (f"{summary[:-1]} [All {n:,} memory-mapped rows read in chunks"
+            + (f"; p-value on a stratified subsample of {n_test:,}" if n_test < n else "")
+            + ".]")
